@@ -1,0 +1,3 @@
+from sbrun.cli import main
+
+main()

@@ -1,0 +1,87 @@
+"""Structured (typed) schemas for the config groups that have a fixed shape.
+
+They are registered in Hydra's ConfigStore, so a wrong type (``trainer.steps=abc``) or
+an unknown key (``trainer.stpes=5``) is a composition error before any work starts.
+Groups whose keys depend on the chosen option (method, data, sde, model) are
+validated when ``pipeline/build.py`` instantiates them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+
+
+@dataclass
+class TrainerConfig:
+    steps: int = 2000  # optimisation steps (per phase for multi-phase methods)
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    optimizer: str = "adamw"  # adamw | adam
+    schedule: str = "constant"  # constant | cosine (decays to lr_min over each phase)
+    lr_min: float = 0.0
+    warmup: int = 0  # linear warm-up steps at the start of each phase
+    grad_clip: float = 1.0  # max global grad norm; <= 0 disables
+    ema: float = 0.999  # EMA decay of the weights used for sampling; 0 disables
+    eval_every: int = 0  # steps between evaluations during a phase; 0: only at phase ends
+    checkpoint_every: int = 500  # steps between atomic checkpoints (and at every phase end)
+    progress: bool = True  # rich progress bar with loss and ETA
+    interrupt_at: int = 0  # debugging: stop after this global step as if killed (0: never)
+    threads: int = 0  # torch CPU threads; 0 keeps torch's default
+
+
+@dataclass
+class SolverConfig:
+    name: str = "euler"  # key of sbrun.solvers.SOLVERS
+    steps: int = 100  # number of time steps on [0, 1]
+
+
+@dataclass
+class EvalConfig:
+    n_samples: int = 2000  # generated points per evaluation
+    w2_points: int = 2000  # points used by the exact W2 (POT emd2)
+    kl_bins: int = 64  # grid of the 2D KDE for KL
+    kl_bandwidth: float | None = None  # KDE bandwidth; null: Scott's rule on pooled samples
+    n_paths: int = 64  # trajectories stored in samples.npz and drawn in figures
+    figures: bool = True
+
+
+@dataclass
+class LoggerConfig:
+    mode: str = "offline"  # W&B: offline | online | disabled
+    project: str = "sbrun"
+    entity: str | None = None
+    group: str | None = None
+    tags: list[str] = field(default_factory=list)
+    name: str | None = None
+    log_figures: bool = True
+
+
+@dataclass
+class Config:
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    resume: Any = False  # false | true (this run dir) | path to a run dir or checkpoint
+    verbose: bool = False  # full tracebacks instead of one-line errors
+    name: str | None = None
+    data: Any = None
+    sde: Any = None
+    method: Any = None
+    solver: SolverConfig = field(default_factory=SolverConfig)
+    model: Any = None
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+
+
+def register_configs() -> None:
+    """Register the schemas (idempotent)."""
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=Config)
+    cs.store(group="trainer", name="base_trainer", node=TrainerConfig)
+    cs.store(group="solver", name="base_solver", node=SolverConfig)
+    cs.store(group="eval", name="base_eval", node=EvalConfig)
+    cs.store(group="logger", name="base_logger", node=LoggerConfig)

@@ -1,0 +1,123 @@
+"""The method protocol: a loss to regress, a drift to simulate, phases to train in.
+
+Methods hold hyperparameters only. They never write files, log or loop over training
+steps: ``pipeline/trainer.py`` and ``pipeline/evaluator.py`` do that for all methods.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from sbrun.data.distributions import Problem
+from sbrun.sde.base import ReferenceSDE
+from sbrun.solvers.base import Diffusion, Drift, Solver, SolveResult
+
+
+@dataclass
+class LossOutput:
+    """``loss``: scalar tensor to minimise; ``stats``: floats for the logger."""
+
+    loss: Tensor
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Batch:
+    """A training batch: ``x0: (B, *D)`` source draws, ``x1: (B, *D)`` target draws.
+
+    For a generative problem ``x0`` comes from the prior. ``generator`` drives every
+    random choice the method makes (times, noise), which keeps resumed runs exact.
+    """
+
+    x0: Tensor
+    x1: Tensor
+    generator: torch.Generator | None = None
+
+    def rand(self, *shape: int) -> Tensor:
+        """Uniform draws on the batch's device."""
+        return torch.rand(shape, generator=self.generator).to(self.x1.device)
+
+    def randn_like(self, x: Tensor) -> Tensor:
+        """Standard normal draws shaped like ``x``."""
+        return torch.randn(x.shape, generator=self.generator, dtype=x.dtype).to(x.device)
+
+
+@dataclass
+class Phase:
+    """A training stage: ``steps`` optimisation steps on the networks in ``trainable``.
+
+    Single-stage methods have one phase ``train``; DSB has one per IPF half-iteration.
+    ``step_label`` is what evaluations after this phase are logged against
+    (e.g. the IPF iteration) when not ``None``.
+    """
+
+    name: str
+    steps: int
+    trainable: tuple[str, ...] = ("net",)
+    index: int = 0
+    step_label: int | None = None
+
+
+class Method:
+    """Base class. Subclasses implement :meth:`loss` and :meth:`drift`."""
+
+    name = "method"
+    networks: tuple[str, ...] = ("net",)
+    cond_dim: int = 1  # conditioning coordinates the networks take (1: scalar time)
+    generative_only: bool = False  # diffusion models start from their prior only
+    directions: tuple[str, ...] = ("forward",)  # evaluated transports (DSB adds backward)
+
+    def bind(self, problem: Problem, sde: ReferenceSDE) -> None:
+        """Called once by ``build``: the method sees the problem and the reference."""
+        self.problem = problem
+        self.sde = sde
+
+    def phases(self, steps: int) -> list[Phase]:
+        """Training stages; by default one of ``steps`` steps on every network."""
+        return [Phase("train", steps, self.networks)]
+
+    def begin_phase(self, phase: Phase, nets: nn.ModuleDict, ctx: dict) -> None:
+        """Hook before a phase (DSB refreshes its trajectory cache here)."""
+
+    def loss(self, nets: nn.ModuleDict, batch: Batch, phase: Phase) -> LossOutput:
+        raise NotImplementedError
+
+    def drift(self, nets: nn.ModuleDict, direction: str = "forward") -> Drift:
+        """``drift(t: (B,), x: (B, *D))`` of the learned process, source -> target."""
+        raise NotImplementedError
+
+    def diffusion(self, direction: str = "forward") -> Diffusion | None:
+        """Noise level ``g(t)`` of the sampling SDE, or ``None`` for an ODE."""
+        return None
+
+    def transport(
+        self,
+        nets: nn.ModuleDict,
+        x: Tensor,
+        solver: Solver,
+        grid: Tensor,
+        *,
+        direction: str = "forward",
+        generator: torch.Generator | None = None,
+        keep: int | None = None,
+    ) -> SolveResult:
+        """Move ``x: (B, *D)`` along the learned process over ``grid``.
+
+        ``direction="forward"`` maps source draws to the target; ``"backward"`` (for
+        methods that learn both) maps target draws to the source.
+        """
+        return solver(
+            self.drift(nets, direction),
+            x,
+            grid,
+            diffusion=self.diffusion(direction),
+            generator=generator,
+            keep=keep,
+        )
+
+    def metrics(self, nets: nn.ModuleDict, x0: Tensor, result: SolveResult) -> dict[str, float]:
+        """Method-specific evaluation numbers (e.g. path energy); none by default."""
+        return {}

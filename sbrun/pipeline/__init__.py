@@ -1,0 +1,1 @@
+"""The shared engine: build, train, sample, evaluate, log, save."""

@@ -1,0 +1,133 @@
+"""One run: build -> train -> sample -> evaluate -> log -> save (the output contract)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
+
+from sbrun.loggers import ConsoleLogger, JsonlLogger, MultiLogger, WandbLogger
+from sbrun.pipeline.build import Components, build
+from sbrun.pipeline.checkpoint import load_checkpoint, resolve_resume
+from sbrun.pipeline.evaluator import Evaluation, Evaluator
+from sbrun.pipeline.trainer import Trainer
+
+log = logging.getLogger(__name__)
+
+
+def make_progress(enabled: bool) -> Progress | None:
+    if not enabled:
+        return None
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4g}"), TimeElapsedColumn(), TextColumn("ETA"),
+        TimeRemainingColumn(), console=Console(stderr=True), transient=False,
+    )
+
+
+def make_logger(cfg: DictConfig, run_dir: Path, resumed: bool) -> MultiLogger:
+    lc = cfg.logger
+    wandb = WandbLogger(
+        run_dir, OmegaConf.to_container(cfg, resolve=True), mode=lc.mode, project=lc.project,
+        entity=lc.entity, group=lc.group, tags=list(lc.tags), name=lc.name or cfg.name,
+        log_figures=lc.log_figures,
+    )
+    return MultiLogger([JsonlLogger(run_dir, append=resumed), wandb, ConsoleLogger()])
+
+
+def save_samples(ev: Evaluation, path: Path) -> None:
+    """``samples.npz``: ``x0``, ``x1`` (x0 moved to t=1), ``target``, ``path``, ``t``."""
+    arrays = {
+        "x0": ev.x0.cpu().numpy(), "x1": ev.result.x.cpu().numpy(),
+        "target": ev.target.cpu().numpy(), "t": ev.result.t.cpu().numpy(),
+    }
+    if ev.result.path is not None:
+        arrays["path"] = ev.result.path.cpu().numpy()
+    if ev.backward is not None:
+        arrays["x0_backward"] = ev.backward.x.cpu().numpy()
+    np.savez(path, **arrays)
+
+
+def make_figures(ev: Evaluation, history: list[dict], title: str) -> dict:
+    """The run's figures as ``{name: Figure}`` (2D scatter and trajectories, curves)."""
+    from sbrun.plots import metric_curves, samples_2d, trajectories_2d
+
+    figs = {}
+    if ev.x0.shape[1:] == (2,):
+        figs["samples"] = samples_2d(ev.x0, ev.target, ev.result.x, title)
+        if ev.result.path is not None:
+            figs["trajectories"] = trajectories_2d(ev.result.path, ev.x0, ev.target, title)
+    if len(history) > 1:
+        figs["metrics"] = metric_curves(history, title=title)
+    return figs
+
+
+def run_title(cfg: DictConfig, c: Components) -> str:
+    """Figure titles say the method, sigma and the number of steps (like the slides)."""
+    parts = [c.method.name, c.problem.name]
+    sigma = getattr(c.method, "sigma", None)
+    if sigma is None:
+        sigma = getattr(c.sde, "sigma", None)
+    if sigma is not None:
+        parts.append(f"σ={sigma:g}")
+    parts.append(f"{cfg.solver.name} × {cfg.solver.steps}")
+    parts.append(f"{cfg.trainer.steps} train steps")
+    return ", ".join(parts)
+
+
+def run(cfg: DictConfig, run_dir: str | Path) -> dict:
+    """Execute one run in ``run_dir`` and return its final metrics."""
+    t_start = time.perf_counter()
+    run_dir = Path(run_dir)
+    if cfg.trainer.threads > 0:
+        torch.set_num_threads(cfg.trainer.threads)
+    c = build(cfg)
+    ckpt = resolve_resume(cfg.resume, run_dir)
+    evaluator = Evaluator(cfg.eval, c.method, c.data, c.solver, cfg.solver.steps, c.device, cfg.seed)
+    logger = make_logger(cfg, run_dir, resumed=ckpt is not None)
+    try:
+        def evaluate(nets, step, phase):
+            metrics = evaluator(nets, step, phase)
+            logger.log_metrics({"phase": phase.name, **metrics}, step)
+            return metrics
+
+        progress = make_progress(cfg.trainer.progress)
+        trainer = Trainer(cfg.trainer, c.method, c.nets, c.data, run_dir, c.device, cfg.seed,
+                          evaluate=evaluate, progress=progress)
+        if ckpt is not None:
+            trainer.load_state_dict(load_checkpoint(ckpt, map_location=c.device))
+            log.info("resumed from %s at step %d", ckpt, trainer.step)
+        if progress is not None:
+            with progress:
+                history = trainer.fit()
+        else:
+            history = trainer.fit()
+        if evaluator.last is None:  # resumed a finished run: evaluate once more
+            evaluate(trainer.ema, trainer.step, trainer.phases[-1])
+        ev = evaluator.last
+        final = dict(ev.metrics)
+        final.update(
+            wall_seconds=time.perf_counter() - t_start, train_seconds=trainer.train_time,
+            steps=trainer.step, n_params=sum(p.numel() for p in c.nets.parameters()),
+        )
+        save_samples(ev, run_dir / "samples.npz")
+        if cfg.eval.figures:
+            fig_dir = run_dir / "figures"
+            fig_dir.mkdir(exist_ok=True)
+            import matplotlib.pyplot as plt
+
+            for name, fig in make_figures(ev, history, run_title(cfg, c)).items():
+                fig.savefig(fig_dir / f"{name}.png", dpi=110)
+                logger.log_figure(name, fig, trainer.step)
+                plt.close(fig)
+        logger.log_summary(final)
+    finally:
+        logger.finish()
+    return final

@@ -1,0 +1,184 @@
+"""The shared trainer: batch -> method.loss -> step -> EMA, over the method's phases.
+
+It never branches on a method's name. State saved in checkpoints: networks, EMA,
+optimisers, global step, phase and step within it, and every RNG, so a resumed run
+continues exactly where the interrupted one stopped.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from sbrun.config import TrainerConfig
+from sbrun.errors import ConfigError, TrainingError
+from sbrun.methods.base import Batch, Method, Phase
+from sbrun.pipeline.checkpoint import save_checkpoint
+from sbrun.pipeline.data import BatchSource
+
+log = logging.getLogger(__name__)
+
+
+def make_optimizer(cfg: TrainerConfig, params) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise ConfigError(f"unknown trainer.optimizer '{cfg.optimizer}'; valid: adam, adamw")
+
+
+def lr_at(cfg: TrainerConfig, step: int, total: int) -> float:
+    """Learning rate at ``step`` of a phase of ``total`` steps (warm-up, then schedule)."""
+    if cfg.warmup > 0 and step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    if cfg.schedule == "constant":
+        return cfg.lr
+    if cfg.schedule == "cosine":
+        frac = (step - cfg.warmup) / max(1, total - cfg.warmup)
+        return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * frac))
+    raise ConfigError(f"unknown trainer.schedule '{cfg.schedule}'; valid: constant, cosine")
+
+
+class Trainer:
+    """Runs every phase of ``method`` on ``nets``; evaluation is a callback.
+
+    Args:
+        evaluate: ``evaluate(ema_nets, step, phase) -> dict`` called every
+            ``cfg.eval_every`` steps and at the end of each phase.
+    """
+
+    def __init__(self, cfg: TrainerConfig, method: Method, nets: nn.ModuleDict,
+                 data: BatchSource, run_dir: Path, device: torch.device, seed: int,
+                 evaluate: Callable | None = None, progress=None):
+        for key in ("steps", "batch_size"):
+            if getattr(cfg, key) < 1:
+                raise ConfigError(f"trainer.{key} must be >= 1, got {getattr(cfg, key)}")
+        self.cfg, self.method, self.nets, self.data = cfg, method, nets, data
+        self.device, self.run_dir, self.evaluate = device, Path(run_dir), evaluate
+        self.ema = copy.deepcopy(nets).requires_grad_(False)
+        self.opts = {k: make_optimizer(cfg, nets[k].parameters()) for k in nets}
+        self.phases = method.phases(cfg.steps)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.step = 0  # global step over all phases
+        self.phase_idx = 0
+        self.phase_step = 0
+        self.progress = progress
+        self.history: list[dict] = []
+        self.train_time = 0.0
+
+    # -- checkpoints -------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "nets": self.nets.state_dict(), "ema": self.ema.state_dict(),
+            "opts": {k: o.state_dict() for k, o in self.opts.items()},
+            "step": self.step, "phase_idx": self.phase_idx, "phase_step": self.phase_step,
+            "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
+            "history": self.history, "train_time": self.train_time,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.nets.load_state_dict(state["nets"])
+        self.ema.load_state_dict(state["ema"])
+        for k, o in self.opts.items():
+            o.load_state_dict(state["opts"][k])
+        self.step, self.phase_idx = state["step"], state["phase_idx"]
+        self.phase_step = state["phase_step"]
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        self.history = state.get("history", [])
+        self.train_time = state.get("train_time", 0.0)
+
+    def save(self) -> Path:
+        return save_checkpoint(self.state_dict(), self.run_dir / "checkpoints" / "last.pt")
+
+    # -- one step ---------------------------------------------------------------
+    def _ema_update(self, names: tuple[str, ...]) -> None:
+        if self.cfg.ema <= 0:
+            for k in names:
+                self.ema[k].load_state_dict(self.nets[k].state_dict())
+            return
+        for k in names:
+            ema_p = list(self.ema[k].parameters())
+            p = [q.detach() for q in self.nets[k].parameters()]
+            torch._foreach_lerp_(ema_p, p, 1.0 - self.cfg.ema)
+            for eb, b in zip(self.ema[k].buffers(), self.nets[k].buffers()):
+                eb.copy_(b)
+
+    def train_step(self, phase: Phase) -> dict:
+        x0, x1 = self.data.batch(self.cfg.batch_size, self.generator)
+        batch = Batch(x0.to(self.device), x1.to(self.device), self.generator)
+        out = self.method.loss(self.nets, batch, phase)
+        if not torch.isfinite(out.loss):
+            path = self.save()  # parameters are still the last good ones
+            raise TrainingError(
+                f"non-finite loss ({out.loss.item()}) at step {self.step} in phase "
+                f"'{phase.name}'; last good checkpoint kept at {path} (lower trainer.lr?)"
+            )
+        lr = lr_at(self.cfg, self.phase_step, phase.steps)
+        opts = [self.opts[k] for k in phase.trainable]
+        for o in opts:
+            for g in o.param_groups:
+                g["lr"] = lr
+            o.zero_grad(set_to_none=True)
+        out.loss.backward()
+        if self.cfg.grad_clip > 0:
+            params = [p for k in phase.trainable for p in self.nets[k].parameters()]
+            torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
+        for o in opts:
+            o.step()
+        self._ema_update(phase.trainable)
+        return out.stats
+
+    # -- loop --------------------------------------------------------------------
+    def _evaluate(self, phase: Phase, end_of_phase: bool) -> None:
+        if self.evaluate is None:
+            return
+        label = phase.step_label if (end_of_phase and phase.step_label is not None) else self.step
+        metrics = self.evaluate(self.ema, label, phase)
+        self.history.append({"step": label, "phase": phase.name, **metrics})
+
+    def fit(self) -> list[dict]:
+        """Train through the remaining phases; returns the evaluation history."""
+        total = sum(p.steps for p in self.phases)
+        task = None
+        if self.progress is not None:
+            task = self.progress.add_task("train", total=total, completed=self.step,
+                                          loss=float("nan"))
+        while self.phase_idx < len(self.phases):
+            phase = self.phases[self.phase_idx]
+            if self.phase_step == 0:
+                ctx = {"generator": self.generator, "device": self.device, "data": self.data}
+                self.method.begin_phase(phase, self.ema, ctx)
+            self.nets.train()
+            t0 = time.perf_counter()
+            while self.phase_step < phase.steps:
+                stats = self.train_step(phase)
+                self.step += 1
+                self.phase_step += 1
+                if task is not None:
+                    self.progress.update(task, advance=1, description=phase.name,
+                                         loss=stats.get("loss", float("nan")))
+                if (self.cfg.eval_every and self.phase_step % self.cfg.eval_every == 0
+                        and self.phase_step < phase.steps):
+                    self._evaluate(phase, end_of_phase=False)
+                interrupt = self.cfg.interrupt_at and self.step >= self.cfg.interrupt_at
+                if interrupt or (self.cfg.checkpoint_every
+                                 and self.step % self.cfg.checkpoint_every == 0):
+                    self.train_time += time.perf_counter() - t0
+                    t0 = time.perf_counter()
+                    self.save()
+                if interrupt:
+                    raise KeyboardInterrupt(f"trainer.interrupt_at={self.cfg.interrupt_at}")
+            self.train_time += time.perf_counter() - t0
+            self._evaluate(phase, end_of_phase=True)
+            self.phase_idx += 1
+            self.phase_step = 0
+            self.save()
+        return self.history

@@ -1,0 +1,25 @@
+"""Reference processes.
+
+Time convention (the one place it is written down for SDEs):
+
+* Every object in sbrun reports time on ``t in [0, 1]``, ``t = 0`` = source ``x0``,
+  ``t = 1`` = target ``x1``.
+* The **Brownian** reference ``dX = sigma dW`` runs forward in that time: it starts at
+  the source, its marginal is ``N(x0, sigma^2 t I)`` and its bridge pinned at
+  ``(x0, x1)`` is ``N((1-t) x0 + t x1, sigma^2 t (1-t) I)``. Its static problem is
+  entropic OT with cost ``|x-y|^2/2`` and ``eps = sigma^2`` (POT ``reg = 2 sigma^2``
+  on squared distances). DSB's reference code uses steps of noise ``sqrt(2 gamma)``:
+  ``sigma^2 = 2 sum(gamma) / T`` converts it.
+* **Noising** SDEs (VP, sub-VP, VE; diffusion models) run in their own time ``s``
+  from data (``s = 0``) to the prior (``s = 1``). Their generative direction goes from
+  the prior to the data, so in sbrun's time ``t = 1 - s``: the prior is the source at
+  ``t = 0`` and the data the target at ``t = 1``. ``NoisingSDE.to_noising_time``
+  is the one function that converts.
+"""
+
+from sbrun.sde.base import Gaussian, ReferenceSDE
+from sbrun.sde.brownian import Brownian
+
+SDES = {"brownian": Brownian}
+
+__all__ = ["Gaussian", "ReferenceSDE", "Brownian", "SDES"]

@@ -1,0 +1,66 @@
+"""Base class of reference processes ``dX = f(t, X) dt + g(t) dW`` on ``t in [0, 1]``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class Gaussian:
+    """An isotropic-per-sample Gaussian ``N(mean, std^2 I)``.
+
+    ``mean: (B, *D)``; ``std``: a tensor broadcastable to ``mean`` (``(B, 1, ...)``).
+    """
+
+    mean: Tensor
+    std: Tensor
+
+    def sample(self, generator: torch.Generator | None = None) -> Tensor:
+        """One draw per row, shape of ``mean``."""
+        noise = torch.randn(self.mean.shape, generator=generator, dtype=self.mean.dtype)
+        return self.mean + self.std * noise.to(self.mean.device)
+
+
+def expand_t(t: Tensor | float, x: Tensor) -> Tensor:
+    """Broadcast a time ``t: (B,)`` (or a scalar) against ``x: (B, *D)`` -> ``(B, 1, ..)``."""
+    t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
+    if t.ndim == 0:
+        t = t.expand(x.shape[0])
+    return t.reshape(-1, *([1] * (x.ndim - 1)))
+
+
+class ReferenceSDE:
+    """Interface of a reference process (see ``sbrun.sde`` for the time convention).
+
+    Subclasses implement ``drift``, ``diffusion`` and, where closed-form,
+    ``marginal``, ``bridge`` and ``bridge_drift``.
+    """
+
+    name = "sde"
+
+    def drift(self, t: Tensor, x: Tensor) -> Tensor:
+        """``f(t, x)``; ``t: (B,)``, ``x: (B, *D)`` -> ``(B, *D)``."""
+        raise NotImplementedError
+
+    def diffusion(self, t: Tensor) -> Tensor:
+        """``g(t)``; ``t: (B,)`` -> ``(B,)``."""
+        raise NotImplementedError
+
+    def marginal(self, t: Tensor, x0: Tensor) -> Gaussian:
+        """Law of ``X_t`` given ``X_0 = x0``."""
+        raise NotImplementedError(f"{self.name} has no closed-form marginal")
+
+    def bridge(self, t: Tensor, x0: Tensor, x1: Tensor) -> Gaussian:
+        """Law of ``X_t`` given ``X_0 = x0`` and ``X_1 = x1``."""
+        raise NotImplementedError(f"{self.name} has no closed-form bridge")
+
+    def bridge_drift(self, t: Tensor, x: Tensor, x1: Tensor) -> Tensor:
+        """Drift of the reference conditioned to end at ``x1`` (Doob h-transform)."""
+        raise NotImplementedError(f"{self.name} has no closed-form bridge drift")
+
+    def prior(self, n: int, shape: tuple[int, ...], generator=None) -> Tensor:
+        """Samples of the prior (the source of a generative problem): ``N(0, I)``."""
+        return torch.randn((n, *shape), generator=generator)

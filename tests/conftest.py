@@ -1,0 +1,51 @@
+"""Shared fixtures: compose configs with Hydra's compose API, run the CLI in-process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "sbrun" / "conf"
+SMOKE = ["debug=smoke", "logger=none"]
+
+
+def compose(overrides: list[str] | None = None, return_hydra_config: bool = False):
+    """Compose the sbrun config with ``overrides`` (no run directory, no job)."""
+    from hydra import compose as hcompose
+    from hydra import initialize_config_dir
+
+    from sbrun.config import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return hcompose("config", overrides=overrides or [],
+                        return_hydra_config=return_hydra_config)
+
+
+def run_cli(args: list[str], tmp_path: Path, timeout: int = 300, env=None):
+    """Run ``python -m sbrun <args>`` with its run dir in ``tmp_path``; returns the process."""
+    full_env = {**os.environ, "WANDB_MODE": "disabled", **(env or {})}
+    cmd = [sys.executable, "-m", "sbrun", f"hydra.run.dir={tmp_path}", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env,
+                          cwd=tmp_path.parent)
+
+
+@pytest.fixture
+def cli(tmp_path):
+    """``cli(*args)`` -> (CompletedProcess, run_dir)."""
+    counter = {"n": 0}
+
+    def _run(*args, run_dir: Path | None = None, **kw):
+        counter["n"] += 1
+        rd = run_dir or tmp_path / f"run{counter['n']}"
+        return run_cli(list(args), rd, **kw), rd
+
+    return _run
