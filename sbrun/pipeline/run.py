@@ -10,12 +10,19 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from sbrun.loggers import ConsoleLogger, JsonlLogger, MultiLogger, WandbLogger
 from sbrun.pipeline.build import Components, build
 from sbrun.pipeline.checkpoint import load_checkpoint, resolve_resume
+from sbrun.pipeline.distributed import broadcast_object, cleanup, setup
 from sbrun.pipeline.evaluator import Evaluation, Evaluator
 from sbrun.pipeline.trainer import Trainer
 
@@ -69,6 +76,21 @@ def make_figures(ev: Evaluation, history: list[dict], title: str) -> dict:
     return figs
 
 
+def save_figures(figs: dict, fig_dir: Path, logger, step: int) -> None:
+    """Write ``figures/<name>.png`` and log them; a plotting failure never ends a run."""
+    import matplotlib.pyplot as plt
+
+    fig_dir.mkdir(exist_ok=True)
+    for name, fig in figs.items():
+        try:
+            fig.savefig(fig_dir / f"{name}.png", dpi=110)
+            logger.log_figure(name, fig, step)
+        except Exception as e:  # noqa: BLE001
+            log.warning("figure %s not saved: %s", name, e)
+        finally:
+            plt.close(fig)
+
+
 def run_title(cfg: DictConfig, c: Components) -> str:
     """Figure titles say the method, sigma and the number of steps (like the slides)."""
     parts = [c.method.name, c.problem.name]
@@ -89,7 +111,20 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict:
     if cfg.trainer.threads > 0:
         torch.set_num_threads(cfg.trainer.threads)
     c = build(cfg)
+    dist, c.device = setup(c.device)
+    c.nets.to(c.device)
+    run_dir = Path(broadcast_object(str(run_dir), dist))
     ckpt = resolve_resume(cfg.resume, run_dir)
+    if not dist.is_main:  # replicas train only; rank 0 evaluates, logs and writes files
+        try:
+            trainer = Trainer(cfg.trainer, c.method, c.nets, c.data, run_dir, c.device,
+                              cfg.seed, dist=dist)
+            if ckpt is not None:
+                trainer.load_state_dict(load_checkpoint(ckpt, map_location=c.device))
+            trainer.fit()
+        finally:
+            cleanup(dist)
+        return {}
     evaluator = Evaluator(cfg.eval, c.method, c.data, c.solver, cfg.solver.steps, c.device, cfg.seed)
     logger = make_logger(cfg, run_dir, resumed=ckpt is not None)
     try:
@@ -100,7 +135,7 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict:
 
         progress = make_progress(cfg.trainer.progress)
         trainer = Trainer(cfg.trainer, c.method, c.nets, c.data, run_dir, c.device, cfg.seed,
-                          evaluate=evaluate, progress=progress)
+                          evaluate=evaluate, progress=progress, dist=dist)
         if ckpt is not None:
             trainer.load_state_dict(load_checkpoint(ckpt, map_location=c.device))
             log.info("resumed from %s at step %d", ckpt, trainer.step)
@@ -118,16 +153,11 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict:
             steps=trainer.step, n_params=sum(p.numel() for p in c.nets.parameters()),
         )
         save_samples(ev, run_dir / "samples.npz")
-        if cfg.eval.figures:
-            fig_dir = run_dir / "figures"
-            fig_dir.mkdir(exist_ok=True)
-            import matplotlib.pyplot as plt
-
-            for name, fig in make_figures(ev, history, run_title(cfg, c)).items():
-                fig.savefig(fig_dir / f"{name}.png", dpi=110)
-                logger.log_figure(name, fig, trainer.step)
-                plt.close(fig)
         logger.log_summary(final)
+        if cfg.eval.figures:
+            save_figures(make_figures(ev, history, run_title(cfg, c)), run_dir / "figures",
+                         logger, trainer.step)
     finally:
         logger.finish()
+        cleanup(dist)
     return final

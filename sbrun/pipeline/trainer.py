@@ -22,6 +22,9 @@ from sbrun.errors import ConfigError, TrainingError
 from sbrun.methods.base import Batch, Method, Phase
 from sbrun.pipeline.checkpoint import save_checkpoint
 from sbrun.pipeline.data import BatchSource
+from sbrun.pipeline.distributed import DistInfo, wrap
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 log = logging.getLogger(__name__)
 
@@ -56,16 +59,29 @@ class Trainer:
 
     def __init__(self, cfg: TrainerConfig, method: Method, nets: nn.ModuleDict,
                  data: BatchSource, run_dir: Path, device: torch.device, seed: int,
-                 evaluate: Callable | None = None, progress=None):
+                 evaluate: Callable | None = None, progress=None, dist: DistInfo | None = None):
         for key in ("steps", "batch_size"):
             if getattr(cfg, key) < 1:
                 raise ConfigError(f"trainer.{key} must be >= 1, got {getattr(cfg, key)}")
+        if cfg.precision not in PRECISIONS:
+            raise ConfigError(f"unknown trainer.precision '{cfg.precision}'; valid: "
+                              f"{', '.join(PRECISIONS)}")
         self.cfg, self.method, self.nets, self.data = cfg, method, nets, data
         self.device, self.run_dir, self.evaluate = device, Path(run_dir), evaluate
+        self.dist = dist or DistInfo()
+        if cfg.channels_last:
+            nets.to(memory_format=torch.channels_last)
         self.ema = copy.deepcopy(nets).requires_grad_(False)
         self.opts = {k: make_optimizer(cfg, nets[k].parameters()) for k in nets}
         self.phases = method.phases(cfg.steps)
-        self.generator = torch.Generator().manual_seed(seed)
+        # each rank draws its own batches; rank 0 matches a single-process run
+        self.generator = torch.Generator().manual_seed(seed + 1_000_003 * self.dist.rank)
+        self.train_nets = wrap(nets, self.dist, device)
+        if cfg.compile:
+            self.train_nets = nn.ModuleDict({k: torch.compile(m)
+                                             for k, m in self.train_nets.items()})
+        self.amp_dtype = PRECISIONS[cfg.precision]
+        self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
         self.step = 0  # global step over all phases
         self.phase_idx = 0
         self.phase_step = 0
@@ -81,6 +97,7 @@ class Trainer:
             "step": self.step, "phase_idx": self.phase_idx, "phase_step": self.phase_step,
             "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
             "history": self.history, "train_time": self.train_time,
+            "scaler": self.scaler.state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -91,12 +108,19 @@ class Trainer:
         self.step, self.phase_idx = state["step"], state["phase_idx"]
         self.phase_step = state["phase_step"]
         self.generator.set_state(state["generator"])
+        if self.dist.rank:  # replicas must not replay rank 0's batches
+            self.generator.manual_seed(1_000_003 * self.dist.rank + self.step)
         torch.set_rng_state(state["torch_rng"])
         self.history = state.get("history", [])
         self.train_time = state.get("train_time", 0.0)
+        if "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
 
     def save(self) -> Path:
-        return save_checkpoint(self.state_dict(), self.run_dir / "checkpoints" / "last.pt")
+        path = self.run_dir / "checkpoints" / "last.pt"
+        if self.dist.is_main:
+            save_checkpoint(self.state_dict(), path)
+        return path
 
     # -- one step ---------------------------------------------------------------
     def _ema_update(self, names: tuple[str, ...]) -> None:
@@ -114,7 +138,9 @@ class Trainer:
     def train_step(self, phase: Phase) -> dict:
         x0, x1 = self.data.batch(self.cfg.batch_size, self.generator)
         batch = Batch(x0.to(self.device), x1.to(self.device), self.generator)
-        out = self.method.loss(self.nets, batch, phase)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                            enabled=self.amp_dtype is not None):
+            out = self.method.loss(self.train_nets, batch, phase)
         if not torch.isfinite(out.loss):
             path = self.save()  # parameters are still the last good ones
             raise TrainingError(
@@ -127,18 +153,21 @@ class Trainer:
             for g in o.param_groups:
                 g["lr"] = lr
             o.zero_grad(set_to_none=True)
-        out.loss.backward()
+        self.scaler.scale(out.loss).backward()
         if self.cfg.grad_clip > 0:
+            for o in opts:
+                self.scaler.unscale_(o)
             params = [p for k in phase.trainable for p in self.nets[k].parameters()]
             torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
         for o in opts:
-            o.step()
+            self.scaler.step(o)
+        self.scaler.update()
         self._ema_update(phase.trainable)
         return out.stats
 
     # -- loop --------------------------------------------------------------------
     def _evaluate(self, phase: Phase, end_of_phase: bool) -> None:
-        if self.evaluate is None:
+        if self.evaluate is None or not self.dist.is_main:
             return
         label = phase.step_label if (end_of_phase and phase.step_label is not None) else self.step
         metrics = self.evaluate(self.ema, label, phase)

@@ -27,7 +27,7 @@ def samples_2d(source, target, generated, title: str = "") -> Figure:
                                ("source (t=0)", "target (t=1)", "generated (t=1)")):
         ax.scatter(pts[:, 0], pts[:, 1], s=2, c=c, alpha=0.6)
         ax.set_title(lab)
-        ax.set_aspect("equal", adjustable="datalim")
+        ax.set_aspect("equal", adjustable="box")
     fig.suptitle(title)
     fig.tight_layout()
     return fig

@@ -3,9 +3,8 @@
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
-
 from conftest import CONF, compose
+from omegaconf import OmegaConf
 
 GROUPS = ["data", "sde", "method", "solver", "model", "trainer", "eval", "logger"]
 
