@@ -55,6 +55,7 @@ class EvalConfig:
     kl_bandwidth: float | None = None  # KDE bandwidth; null: Scott's rule on pooled samples
     n_paths: int = 64  # trajectories stored in samples.npz and drawn in figures
     figures: bool = True
+    figures_each_eval: bool = False  # also save figures/eval_<step>_*.png at every evaluation
     # FID of image samples (sbrun.metrics.fid): none | classifier | inception | both;
     # reported as fid_classifier / fid_inception with fid_n and fid_reference.
     fid: str = "none"

@@ -39,12 +39,14 @@ def make_progress(enabled: bool) -> Progress | None:
     )
 
 
-def make_logger(cfg: DictConfig, run_dir: Path, resumed: bool) -> MultiLogger:
+def make_logger(cfg: DictConfig, run_dir: Path, resumed: bool, group: str | None = None,
+                tags: tuple[str, ...] = ()) -> MultiLogger:
+    """JSONL + W&B + console. In a sweep, W&B groups the jobs and tags them by overrides."""
     lc = cfg.logger
     wandb = WandbLogger(
         run_dir, OmegaConf.to_container(cfg, resolve=True), mode=lc.mode, project=lc.project,
-        entity=lc.entity, group=lc.group, tags=list(lc.tags), name=lc.name or cfg.name,
-        log_figures=lc.log_figures,
+        entity=lc.entity, group=lc.group or group, tags=[*lc.tags, *tags][:64],
+        name=lc.name or cfg.name, log_figures=lc.log_figures,
     )
     return MultiLogger([JsonlLogger(run_dir, append=resumed), wandb, ConsoleLogger()])
 
@@ -104,8 +106,12 @@ def run_title(cfg: DictConfig, c: Components) -> str:
     return ", ".join(parts)
 
 
-def run(cfg: DictConfig, run_dir: str | Path) -> dict:
-    """Execute one run in ``run_dir`` and return its final metrics."""
+def run(cfg: DictConfig, run_dir: str | Path, group: str | None = None,
+        tags: tuple[str, ...] = ()) -> dict:
+    """Execute one run in ``run_dir`` and return its final metrics.
+
+    ``group``/``tags``: W&B grouping of a sweep's jobs (set by the CLI in a multirun).
+    """
     t_start = time.perf_counter()
     run_dir = Path(run_dir)
     if cfg.trainer.threads > 0:
@@ -126,11 +132,15 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict:
             cleanup(dist)
         return {}
     evaluator = Evaluator(cfg.eval, c.method, c.data, c.solver, cfg.solver.steps, c.device, cfg.seed)
-    logger = make_logger(cfg, run_dir, resumed=ckpt is not None)
+    logger = make_logger(cfg, run_dir, resumed=ckpt is not None, group=group, tags=tuple(tags))
     try:
         def evaluate(nets, step, phase):
             metrics = evaluator(nets, step, phase)
             logger.log_metrics({"phase": phase.name, **metrics}, step)
+            if cfg.eval.figures and cfg.eval.figures_each_eval:
+                figs = make_figures(evaluator.last, [], f"{run_title(cfg, c)} — {phase.name}")
+                save_figures({f"eval_{step:06d}_{k}": f for k, f in figs.items()},
+                             run_dir / "figures", logger, step)
             return metrics
 
         progress = make_progress(cfg.trainer.progress)

@@ -29,11 +29,13 @@ PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 log = logging.getLogger(__name__)
 
 
-def make_optimizer(cfg: TrainerConfig, params) -> torch.optim.Optimizer:
+def make_optimizer(cfg: TrainerConfig, params, device: torch.device) -> torch.optim.Optimizer:
+    """Adam(W) with the multi-tensor (CPU) or fused (CUDA) implementation."""
+    impl = {"fused": True} if device.type == "cuda" else {"foreach": True}
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **impl)
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **impl)
     raise ConfigError(f"unknown trainer.optimizer '{cfg.optimizer}'; valid: adam, adamw")
 
 
@@ -72,7 +74,7 @@ class Trainer:
         if cfg.channels_last:
             nets.to(memory_format=torch.channels_last)
         self.ema = copy.deepcopy(nets).requires_grad_(False)
-        self.opts = {k: make_optimizer(cfg, nets[k].parameters()) for k in nets}
+        self.opts = {k: make_optimizer(cfg, nets[k].parameters(), device) for k in nets}
         self.phases = method.phases(cfg.steps)
         # each rank draws its own batches; rank 0 matches a single-process run
         self.generator = torch.Generator().manual_seed(seed + 1_000_003 * self.dist.rank)
@@ -80,6 +82,12 @@ class Trainer:
         if cfg.compile:
             self.train_nets = nn.ModuleDict({k: torch.compile(m)
                                              for k, m in self.train_nets.items()})
+        self._ema_pairs = {
+            k: ([q.data for q in self.ema[k].parameters()], [q.data for q in nets[k].parameters()],
+                list(self.ema[k].buffers()), list(nets[k].buffers()))
+            for k in nets
+        }
+        self._params = {k: list(nets[k].parameters()) for k in nets}
         self.amp_dtype = PRECISIONS[cfg.precision]
         self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
         self.step = 0  # global step over all phases
@@ -124,16 +132,15 @@ class Trainer:
 
     # -- one step ---------------------------------------------------------------
     def _ema_update(self, names: tuple[str, ...]) -> None:
-        if self.cfg.ema <= 0:
-            for k in names:
-                self.ema[k].load_state_dict(self.nets[k].state_dict())
-            return
+        """``ema <- ema + (1 - decay) (params - ema)`` for the networks just trained."""
         for k in names:
-            ema_p = list(self.ema[k].parameters())
-            p = [q.detach() for q in self.nets[k].parameters()]
-            torch._foreach_lerp_(ema_p, p, 1.0 - self.cfg.ema)
-            for eb, b in zip(self.ema[k].buffers(), self.nets[k].buffers()):
-                eb.copy_(b)
+            ema_p, p, ema_b, b = self._ema_pairs[k]
+            if self.cfg.ema > 0:
+                torch._foreach_lerp_(ema_p, p, 1.0 - self.cfg.ema)
+            else:
+                torch._foreach_copy_(ema_p, p)
+            if ema_b:
+                torch._foreach_copy_(ema_b, b)
 
     def train_step(self, phase: Phase) -> dict:
         x0, x1 = self.data.batch(self.cfg.batch_size, self.generator)
@@ -157,8 +164,8 @@ class Trainer:
         if self.cfg.grad_clip > 0:
             for o in opts:
                 self.scaler.unscale_(o)
-            params = [p for k in phase.trainable for p in self.nets[k].parameters()]
-            torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
+            params = [p for k in phase.trainable for p in self._params[k]]
+            torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip, foreach=True)
         for o in opts:
             self.scaler.step(o)
         self.scaler.update()
