@@ -129,13 +129,23 @@ def print_table(rows: list[dict], title: str) -> None:
     Console(stderr=True).print(table)
 
 
+def figure_names(sweep_dir: Path, rows: list[dict]) -> list[str]:
+    """Names of the final figures the jobs wrote (per-evaluation ones excluded)."""
+    names = {p.stem for r in rows for p in (sweep_dir / r["job"] / "figures").glob("*.png")}
+    return sorted(n for n in names if not n.startswith("eval_"))
+
+
 def summarize(sweep_dir: str | Path, logger_cfg: DictConfig | None = None,
-              figures: tuple[str, ...] = ("trajectories", "samples", "grid")) -> list[dict]:
-    """Write the sweep summary files for ``sweep_dir``; returns the rows."""
+              figures: tuple[str, ...] | None = None) -> list[dict]:
+    """Write the sweep summary files for ``sweep_dir``; returns the rows.
+
+    ``figures``: which figures get a side-by-side panel (default: all final figures).
+    """
     sweep_dir = Path(sweep_dir)
     rows = [read_job(d) for d in _job_dirs(sweep_dir)]
     if not rows:
         return rows
+    figures = figures or figure_names(sweep_dir, rows)
     write_csv(rows, sweep_dir / "summary.csv", ("job", "overrides", "status", "error"))
     agg = aggregate_seeds(rows)
     write_csv(agg, sweep_dir / "summary_by_setting.csv", ("setting", "runs", "completed"))

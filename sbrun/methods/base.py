@@ -51,7 +51,8 @@ class Phase:
 
     Single-stage methods have one phase ``train``; DSB has one per IPF half-iteration.
     ``step_label`` is what evaluations after this phase are logged against
-    (e.g. the IPF iteration) when not ``None``.
+    (e.g. the IPF iteration) when not ``None``; ``evaluate=False`` skips the evaluation
+    at the end of this phase (DSB evaluates once per IPF iteration, after both halves).
     """
 
     name: str
@@ -59,6 +60,7 @@ class Phase:
     trainable: tuple[str, ...] = ("net",)
     index: int = 0
     step_label: int | None = None
+    evaluate: bool = True
 
 
 class Method:
@@ -80,7 +82,11 @@ class Method:
         return [Phase("train", steps, self.networks)]
 
     def begin_phase(self, phase: Phase, nets: nn.ModuleDict, ctx: dict) -> None:
-        """Hook before a phase (DSB refreshes its trajectory cache here)."""
+        """Hook before a phase (DSB refreshes its trajectory cache here).
+
+        ``nets``: the EMA networks; ``ctx``: ``generator``, ``device``, ``data`` and
+        ``phase_step`` (> 0 when a run resumes inside this phase).
+        """
 
     def loss(self, nets: nn.ModuleDict, batch: Batch, phase: Phase) -> LossOutput:
         raise NotImplementedError
@@ -117,6 +123,12 @@ class Method:
             generator=generator,
             keep=keep,
         )
+
+    def figures(self, nets: nn.ModuleDict, evaluation) -> dict:
+        """Method-specific figures ``{name: matplotlib Figure}`` built with the pure
+        functions of ``sbrun.plots`` from the final evaluation (``pipeline.evaluator.
+        Evaluation``); the run saves and logs them. None by default."""
+        return {}
 
     def model_kwargs(self, name: str) -> dict:
         """Extra keyword arguments for building network ``name`` (e.g. ``out_mult``)."""

@@ -19,7 +19,7 @@ from sbrun.errors import ConfigError, SbrunError
 from sbrun.methods.base import Method
 from sbrun.pipeline.data import BatchSource
 from sbrun.sde.base import ReferenceSDE
-from sbrun.solvers import Solver, check_solver, configure, get_solver
+from sbrun.solvers import Solver, configure, get_solver
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,6 @@ def build(cfg: DictConfig) -> Components:
     method.bind(problem, sde)
     options = OmegaConf.to_container(cfg.solver, resolve=True)
     solver = configure(get_solver(options.pop("name")), **options)
-    check_solver(cfg.solver.name, solver, method)
     if cfg.solver.steps < 1:
         raise ConfigError(f"solver.steps must be >= 1, got {cfg.solver.steps}")
     prior = getattr(method, "prior", None) or StandardGaussian(problem.shape)

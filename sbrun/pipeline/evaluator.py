@@ -13,6 +13,7 @@ from sbrun.config import EvalConfig
 from sbrun.data.distributions import Distribution, Empirical
 from sbrun.methods.base import Method
 from sbrun.pipeline.data import BatchSource
+from sbrun.solvers import check_solver
 from sbrun.solvers.base import Solver, SolveResult, time_grid
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class Evaluator:
 
     def __init__(self, cfg: EvalConfig, method: Method, data: BatchSource, solver: Solver,
                  solver_steps: int, device: torch.device, seed: int = 0):
+        check_solver(solver, method)  # a solver the method cannot feed fails before training
         self.cfg, self.method, self.data, self.solver = cfg, method, data, solver
         self.device, self.seed = device, seed
         self.grid = time_grid(solver_steps)
@@ -106,6 +108,12 @@ class Evaluator:
             metrics.update(self._score(backward.x, self.source, self.floor_backward, "_backward"))
         metrics.update(self.method.metrics(nets, self.source.to(self.device), res,
                                            self.target.to(self.device)))
+        if self.cfg.fid != "none" and res.x.dim() == 4:
+            from sbrun.metrics.fid import image_metrics
+
+            ref_name = f"{self.data.target.name} held-out ({len(self.target)})"
+            metrics.update(image_metrics(res.x, self.target, self.cfg, reference_name=ref_name,
+                                         device=self.device))
         oracle = getattr(self.data.problem, "oracle", None)
         if oracle is not None and hasattr(oracle, "score"):
             metrics.update(oracle.score(self.method, nets, self))

@@ -58,7 +58,12 @@ def save_samples(ev: Evaluation, path: Path) -> None:
         "target": ev.target.cpu().numpy(), "t": ev.result.t.cpu().numpy(),
     }
     if ev.result.path is not None:
-        arrays["path"] = ev.result.path.cpu().numpy()
+        path, t = ev.result.path, ev.result.t
+        if path.dim() > 3:  # images: at most 8 paths at 11 times (a 64x64x3 path set is GBs)
+            idx = torch.linspace(0, path.shape[1] - 1, min(11, path.shape[1])).round().long()
+            path, t = path[:8, idx], t[idx]
+            arrays["t"] = t.cpu().numpy()
+        arrays["path"] = path.cpu().numpy()
     if ev.backward is not None:
         arrays["x0_backward"] = ev.backward.x.cpu().numpy()
     np.savez(path, **arrays)
@@ -69,6 +74,12 @@ def make_figures(ev: Evaluation, history: list[dict], title: str) -> dict:
     from sbrun.plots import metric_curves, samples_2d, trajectories_2d
 
     figs = {}
+    if ev.x0.dim() == 4:  # images: a grid of samples and source / generated / target rows
+        from sbrun.plots.images import image_grid, image_rows
+
+        figs["samples"] = image_grid(ev.result.x[:64], nrow=8, title=title)
+        figs["transport"] = image_rows({"source (t=0)": ev.x0, "generated (t=1)": ev.result.x,
+                                        "target (held-out)": ev.target}, n=8, title=title)
     if ev.x0.shape[1:] == (2,):
         figs["samples"] = samples_2d(ev.x0, ev.target, ev.result.x, title)
         if ev.result.path is not None:
@@ -165,8 +176,12 @@ def run(cfg: DictConfig, run_dir: str | Path, group: str | None = None,
         save_samples(ev, run_dir / "samples.npz")
         logger.log_summary(final)
         if cfg.eval.figures:
-            save_figures(make_figures(ev, history, run_title(cfg, c)), run_dir / "figures",
-                         logger, trainer.step)
+            figs = make_figures(ev, history, run_title(cfg, c))
+            try:
+                figs.update(c.method.figures(trainer.ema, ev))
+            except Exception as e:  # noqa: BLE001 - a plot never costs the run
+                log.warning("method figures failed: %s", e)
+            save_figures(figs, run_dir / "figures", logger, trainer.step)
     finally:
         logger.finish()
         cleanup(dist)

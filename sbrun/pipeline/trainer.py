@@ -174,7 +174,7 @@ class Trainer:
 
     # -- loop --------------------------------------------------------------------
     def _evaluate(self, phase: Phase, end_of_phase: bool) -> None:
-        if self.evaluate is None or not self.dist.is_main:
+        if self.evaluate is None or not self.dist.is_main or (end_of_phase and not phase.evaluate):
             return
         label = phase.step_label if (end_of_phase and phase.step_label is not None) else self.step
         metrics = self.evaluate(self.ema, label, phase)
@@ -187,11 +187,14 @@ class Trainer:
         if self.progress is not None:
             task = self.progress.add_task("train", total=total, completed=self.step,
                                           loss=float("nan"))
+        resumed = self.phase_step > 0  # resumed inside a phase: the hook rebuilds method state
         while self.phase_idx < len(self.phases):
             phase = self.phases[self.phase_idx]
-            if self.phase_step == 0:
-                ctx = {"generator": self.generator, "device": self.device, "data": self.data}
+            if self.phase_step == 0 or resumed:
+                ctx = {"generator": self.generator, "device": self.device, "data": self.data,
+                       "phase_step": self.phase_step}
                 self.method.begin_phase(phase, self.ema, ctx)
+                resumed = False
             self.nets.train()
             t0 = time.perf_counter()
             while self.phase_step < phase.steps:

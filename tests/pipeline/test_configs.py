@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 from conftest import CONF, compose
+from image_files import IMAGE_CONFIGS, write_fake_image_root
 from omegaconf import OmegaConf
 
 GROUPS = ["data", "sde", "method", "solver", "model", "trainer", "eval", "logger"]
@@ -27,6 +28,10 @@ def test_every_option_composes_and_builds(group, option, tmp_path):
 
         np.savez(tmp_path / "t.npz", x=np.random.default_rng(0).normal(size=(50, 2)))
         overrides.append(f"data.target_path={tmp_path / 't.npz'}")
+    if (group == "data" and option in IMAGE_CONFIGS) or (group, option) == ("model", "unet"):
+        overrides.append(f"data.root={write_fake_image_root(tmp_path)}")
+        if group == "model":
+            overrides.append("data=mnist")
     cfg = compose(overrides)
     assert OmegaConf.select(cfg, group) is not None
     c = build(cfg)
