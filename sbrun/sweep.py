@@ -126,7 +126,9 @@ def print_table(rows: list[dict], title: str) -> None:
                  else f"[red]{r['status']}: {r['error'][:60]}[/red]"]
         cells += [f"{r[k]:.4g}" if isinstance(r.get(k), float) else str(r.get(k, "")) for k in MAIN_METRICS]
         table.add_row(*cells)
-    Console(stderr=True).print(table)
+    import sys
+
+    Console(stderr=True, width=None if sys.stderr.isatty() else 160).print(table)
 
 
 def figure_names(sweep_dir: Path, rows: list[dict]) -> list[str]:

@@ -54,3 +54,17 @@ def gaussian(dim: int = 2, seed: int = 0, mean0=None, cov0=None, mean1=None, cov
     except ImportError:  # pragma: no cover
         pass
     return Problem(name, g1, None if generative else g0, oracle=oracle)
+
+
+def mixture1d(source_means=(-1.0, 1.0), source_stds=(0.3, 0.3), source_weights=(0.5, 0.5),
+              target_means=(0.0,), target_stds=(0.5,), target_weights=(1.0,),
+              name: str = "mixture1d") -> Problem:
+    """1D Gaussian mixtures on both ends (the 1D plans of seed 001, Figs. 6–7)."""
+    from sbrun.data.gaussians import GaussianMixture
+
+    def gmm(means, stds, weights, side):
+        return GaussianMixture(list(weights), [[float(m)] for m in means], list(stds),
+                               name=f"{name}/{side}")
+
+    return Problem(name, gmm(target_means, target_stds, target_weights, "target"),
+                   gmm(source_means, source_stds, source_weights, "source"))

@@ -18,10 +18,11 @@ from sbrun.solvers.base import Diffusion, Drift, Solver, SolveResult
 
 @dataclass
 class LossOutput:
-    """``loss``: scalar tensor to minimise; ``stats``: floats for the logger."""
+    """``loss``: scalar tensor to minimise; ``stats``: floats or detached 0-d tensors for
+    the logger (tensors are read lazily, so a GPU is not synchronised every step)."""
 
     loss: Tensor
-    stats: dict[str, float] = field(default_factory=dict)
+    stats: dict[str, float | Tensor] = field(default_factory=dict)
 
 
 @dataclass

@@ -51,7 +51,7 @@ def wrap(nets: nn.ModuleDict, info: DistInfo, device: torch.device) -> nn.Module
         return nets
     ids = [device.index] if device.type == "cuda" else None
     return nn.ModuleDict({
-        k: nn.parallel.DistributedDataParallel(m, device_ids=ids, find_unused_parameters=True)
+        k: nn.parallel.DistributedDataParallel(m, device_ids=ids)
         for k, m in nets.items()
     })
 
@@ -66,5 +66,7 @@ def broadcast_object(obj, info: DistInfo):
 
 
 def cleanup(info: DistInfo) -> None:
+    """Wait for every rank, then tear the process group down."""
     if info.enabled and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()

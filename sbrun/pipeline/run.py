@@ -20,6 +20,7 @@ from rich.progress import (
 )
 
 from sbrun.loggers import ConsoleLogger, JsonlLogger, MultiLogger, WandbLogger
+from sbrun.methods.base import Phase
 from sbrun.pipeline.build import Components, build
 from sbrun.pipeline.checkpoint import load_checkpoint, resolve_resume
 from sbrun.pipeline.distributed import broadcast_object, cleanup, setup
@@ -58,12 +59,12 @@ def save_samples(ev: Evaluation, path: Path) -> None:
         "target": ev.target.cpu().numpy(), "t": ev.result.t.cpu().numpy(),
     }
     if ev.result.path is not None:
-        path, t = ev.result.path, ev.result.t
-        if path.dim() > 3:  # images: at most 8 paths at 11 times (a 64x64x3 path set is GBs)
-            idx = torch.linspace(0, path.shape[1] - 1, min(11, path.shape[1])).round().long()
-            path, t = path[:8, idx], t[idx]
+        paths, t = ev.result.path, ev.result.t
+        if paths.dim() > 3:  # images: at most 8 paths at 11 times (a 64x64x3 path set is GBs)
+            idx = torch.linspace(0, paths.shape[1] - 1, min(11, paths.shape[1])).round().long()
+            paths, t = paths[:8, idx], t[idx]
             arrays["t"] = t.cpu().numpy()
-        arrays["path"] = path.cpu().numpy()
+        arrays["path"] = paths.cpu().numpy()
     if ev.backward is not None:
         arrays["x0_backward"] = ev.backward.x.cpu().numpy()
     np.savez(path, **arrays)
@@ -165,8 +166,9 @@ def run(cfg: DictConfig, run_dir: str | Path, group: str | None = None,
                 history = trainer.fit()
         else:
             history = trainer.fit()
-        if evaluator.last is None:  # resumed a finished run: evaluate once more
-            evaluate(trainer.ema, trainer.step, trainer.phases[-1])
+        if evaluator.last is None:  # a training-free method, or a finished run resumed
+            evaluate(trainer.ema, trainer.step,
+                     trainer.phases[-1] if trainer.phases else Phase("final", 0))
         ev = evaluator.last
         final = dict(ev.metrics)
         final.update(

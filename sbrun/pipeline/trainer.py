@@ -148,12 +148,9 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                             enabled=self.amp_dtype is not None):
             out = self.method.loss(self.train_nets, batch, phase)
-        if not torch.isfinite(out.loss):
-            path = self.save()  # parameters are still the last good ones
-            raise TrainingError(
-                f"non-finite loss ({out.loss.item()}) at step {self.step} in phase "
-                f"'{phase.name}'; last good checkpoint kept at {path} (lower trainer.lr?)"
-            )
+        # the finiteness check syncs a GPU: every step on CPU, every 10th on CUDA
+        if (self.device.type == "cpu" or self.step % 10 == 0) and not torch.isfinite(out.loss):
+            self._non_finite(out.loss, phase)
         lr = lr_at(self.cfg, self.phase_step, phase.steps)
         opts = [self.opts[k] for k in phase.trainable]
         for o in opts:
@@ -171,6 +168,16 @@ class Trainer:
         self.scaler.update()
         self._ema_update(phase.trainable)
         return out.stats
+
+    def _non_finite(self, loss, phase: Phase) -> None:
+        """Stop with a clear error, keeping (or writing) the last good checkpoint."""
+        path = self.run_dir / "checkpoints" / "last.pt"
+        params_ok = all(bool(torch.isfinite(p).all()) for p in self.nets.parameters())
+        if params_ok:  # the bad step was not applied: these parameters are the last good ones
+            path = self.save()
+        where = f"last good checkpoint: {path}" if path.exists() else "no checkpoint was written yet"
+        raise TrainingError(f"non-finite loss ({float(loss)}) at step {self.step} in phase "
+                            f"'{phase.name}'; {where} (lower trainer.lr?)")
 
     # -- loop --------------------------------------------------------------------
     def _evaluate(self, phase: Phase, end_of_phase: bool) -> None:
@@ -201,9 +208,11 @@ class Trainer:
                 stats = self.train_step(phase)
                 self.step += 1
                 self.phase_step += 1
-                if task is not None:
-                    self.progress.update(task, advance=1, description=phase.name,
-                                         loss=stats.get("loss", float("nan")))
+                if task is not None:  # reading the loss syncs a GPU: refresh every 10 steps
+                    fields = {}
+                    if self.phase_step % 10 == 0 or self.phase_step == phase.steps:
+                        fields["loss"] = float(stats.get("loss", float("nan")))
+                    self.progress.update(task, advance=1, description=phase.name, **fields)
                 if (self.cfg.eval_every and self.phase_step % self.cfg.eval_every == 0
                         and self.phase_step < phase.steps):
                     self._evaluate(phase, end_of_phase=False)

@@ -39,3 +39,23 @@ class Brownian(ReferenceSDE):
     def bridge_drift(self, t: Tensor, x: Tensor, x1: Tensor) -> Tensor:
         tt = expand_t(t, x)
         return (x1 - x) / (1 - tt).clamp_min(1e-5)
+
+    def bridge_path(self, x0: Tensor, x1: Tensor, grid: Tensor,
+                    generator: torch.Generator | None = None) -> Tensor:
+        """Exact draws of the bridge pinned at ``(x0, x1)`` on ``grid``: ``(B, n_times, *D)``.
+
+        Sequential Gaussian transitions: given ``X_s = x``, ``X_t ~ N(x + (t-s)/(1-s)
+        (x1 - x), sigma^2 (t-s)(1-t)/(1-s))`` (no discretisation error).
+        """
+        ts = grid.to(x0.dtype)
+        x, out = x0, [x0]
+        for s, t in zip(ts[:-1], ts[1:]):
+            if float(t) >= 1.0:
+                x = x1
+            else:
+                frac = (t - s) / (1 - s)
+                std = self.sigma * torch.sqrt((t - s) * (1 - t) / (1 - s))
+                z = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+                x = x + frac * (x1 - x) + std * z
+            out.append(x)
+        return torch.stack(out, 1)

@@ -53,3 +53,21 @@ def test_marginal_and_bridge_drift():
 def test_sigma_must_be_positive(bad):
     with pytest.raises(ConfigError, match="sde.sigma must be > 0"):
         Brownian(bad)
+
+
+def test_bridge_path_has_bridge_marginals_and_pins():
+    sigma, n = 0.6, 200_000
+    sde = Brownian(sigma)
+    x0 = torch.zeros(n, 1, dtype=torch.float64)
+    x1 = torch.full((n, 1), 2.0, dtype=torch.float64)
+    grid = torch.linspace(0, 1, 6, dtype=torch.float64)
+    path = sde.bridge_path(x0, x1, grid, torch.Generator().manual_seed(0))
+    assert path.shape == (n, 6, 1)
+    torch.testing.assert_close(path[:, 0], x0)
+    torch.testing.assert_close(path[:, -1], x1)
+    for k, t in enumerate(grid.tolist()[1:-1], start=1):
+        assert abs(path[:, k].mean().item() - 2 * t) < 0.01
+        assert abs(path[:, k].var().item() - sigma**2 * t * (1 - t)) < 0.01 * sigma**2
+    # Markov increments: Cov(X_s, X_t) = sigma^2 s (1 - t) for s < t
+    cov = ((path[:, 1] - path[:, 1].mean()) * (path[:, 3] - path[:, 3].mean())).mean()
+    assert abs(cov.item() - sigma**2 * 0.2 * (1 - 0.6)) < 0.005

@@ -1,0 +1,187 @@
+"""Entropic optimal transport and the static -> dynamic Schrödinger bridge (seed 001).
+
+Static problem: the discrete entropic plan between ``n_plan`` source and target draws
+with cost ``|x-y|^2/2`` and ``eps = sigma^2`` (POT, log-domain with epsilon scaling;
+``solver=emd`` is the exact sigma -> 0 limit). Dynamic bridge:
+``P* = ∫ R_{|xy} dP*_01(x, y)``: pairs from the plan joined by Brownian bridges of the
+reference ``dX = sigma dW``. Three ways to move a (possibly new) source point ``x``:
+
+* ``map=plan`` (default, training-free, exact on the empirical target): draw
+  ``x1 ~ pi(. | x)`` with ``pi(j | x) ∝ b_j exp((g_j - |x - y_j|^2/2) / eps)`` (the
+  target potential ``g`` extends the plan to new points), then a Brownian bridge;
+* ``map=barycentric``: the entropic barycentric map ``E_pi[x1 | x]`` and the straight
+  (McCann) path, the sigma -> 0 picture;
+* ``map=neural``: a drift fitted by bridge matching on plan pairs (the Markovian
+  projection of the mixture of bridges, which is the Schrödinger bridge), sampled with
+  ``dX = v dt + sigma dW``.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+from torch import Tensor, nn
+
+from sbrun.errors import ConfigError
+from sbrun.methods.base import Batch, LossOutput, Method, Phase
+from sbrun.sde.base import expand_t
+from sbrun.solvers.base import SolveResult
+
+MAPS = ("plan", "barycentric", "neural")
+SOLVERS = ("sinkhorn_log", "sinkhorn", "emd")
+
+
+class EOT(Method):
+    """Entropic OT between empirical samples, turned into a Schrödinger bridge.
+
+    Args:
+        solver: ``sinkhorn_log`` (default) | ``sinkhorn`` | ``emd`` (exact, sigma -> 0).
+        n_plan: source and target points the static plan is solved on.
+        map: ``plan`` | ``barycentric`` | ``neural`` (see the module docstring).
+        max_iter, tol: Sinkhorn limits (marginal error); a warning if not converged.
+        plan_seed: seed of the draws the plan is solved on.
+    """
+
+    name = "eot"
+    stochastic = True
+
+    def __init__(self, solver: str = "sinkhorn_log", n_plan: int = 1000, map: str = "plan",
+                 max_iter: int = 5000, tol: float = 1e-6, plan_seed: int = 0):
+        if solver not in SOLVERS:
+            raise ConfigError(f"unknown method.solver '{solver}'; valid: {', '.join(SOLVERS)}")
+        if map not in MAPS:
+            raise ConfigError(f"unknown method.map '{map}'; valid: {', '.join(MAPS)}")
+        if n_plan < 2:
+            raise ConfigError(f"method.n_plan must be >= 2, got {n_plan}")
+        self.solver, self.n_plan, self.map = solver, n_plan, map
+        self.max_iter, self.tol, self.plan_seed = max_iter, tol, plan_seed
+        self.coupling = None
+
+    # -- setup ---------------------------------------------------------------------
+    def bind(self, problem, sde) -> None:
+        super().bind(problem, sde)
+        if getattr(sde, "name", "") != "brownian":
+            raise ConfigError("method=eot needs the Brownian reference (sde=brownian)")
+        self.sigma = float(sde.sigma)
+        self.stochastic = self.map != "barycentric"
+
+    @property
+    def eps(self) -> float:
+        """Entropic regularisation ``eps = sigma^2`` (0 for ``solver=emd``)."""
+        return 0.0 if self.solver == "emd" else self.sigma**2
+
+    def _draw(self, dist, n: int, g: torch.Generator) -> Tensor:
+        train = getattr(dist, "train", None)
+        if train is not None and train.shape[0] <= n:
+            return train
+        return dist.sample(n, g)
+
+    def solve(self, source_dist=None) -> None:
+        """Solve the static plan once (lazily) on ``n_plan`` draws of each side."""
+        if self.coupling is not None:
+            return
+        from sbrun.couplings import solve_coupling
+        from sbrun.data.distributions import StandardGaussian
+
+        g = torch.Generator().manual_seed(self.plan_seed)
+        src = source_dist or self.problem.source or StandardGaussian(self.problem.shape)
+        self.x0s = self._draw(src, self.n_plan, g).double()
+        self.x1s = self._draw(self.problem.target, self.n_plan, g).double()
+        method = "exact" if self.solver == "emd" else self.solver
+        self.coupling = solve_coupling(self.x0s, self.x1s, method=method,
+                                       sigma=None if method == "exact" else self.sigma,
+                                       max_iter=self.max_iter, tol=self.tol)
+
+    def phases(self, steps: int) -> list[Phase]:
+        return [Phase("train", steps)] if self.map == "neural" else []
+
+    def begin_phase(self, phase, nets, ctx) -> None:
+        self.solve(ctx["data"].source)
+
+    # -- out-of-sample conditional plan ------------------------------------------------
+    def conditional_logits(self, x: Tensor) -> Tensor:
+        """``log pi(j | x)`` up to a constant for new points ``x: (B, *D)`` -> ``(B, m)``."""
+        self.solve()
+        xf = x.reshape(x.shape[0], -1).double().to(self.x1s.device)
+        y = self.x1s.reshape(self.x1s.shape[0], -1)
+        cost = 0.5 * torch.cdist(xf, y).pow(2)
+        pot = self.coupling.potentials
+        if self.eps > 0 and pot is not None:
+            return (pot[1].to(cost)[None] - cost) / self.eps
+        # exact plan (or no potentials): the plan row of the nearest solved source point
+        nearest = torch.cdist(xf, self.x0s.reshape(self.x0s.shape[0], -1)).argmin(1)
+        return self.coupling.plan[nearest].to(cost).clamp_min(1e-300).log()
+
+    # -- neural drift: bridge matching on plan pairs ----------------------------------
+    def loss(self, nets: nn.ModuleDict, batch: Batch, phase: Phase) -> LossOutput:
+        from sbrun.couplings import sample_pairs
+
+        i, j = sample_pairs(self.coupling.plan, batch.x1.shape[0], batch.generator)
+        dev = batch.x1.device
+        x0, x1 = self.x0s[i].float().to(dev), self.x1s[j].float().to(dev)
+        t = batch.rand(x0.shape[0]) * 0.999
+        xt = self.sde.bridge(t, x0, x1).sample(batch.generator)
+        pred = nets["net"](xt, t)  # endpoint parameterisation: E[x1 | x_t]
+        loss = (pred - x1).pow(2).reshape(x1.shape[0], -1).sum(1).mean()
+        return LossOutput(loss, {"loss": loss.item()})
+
+    def drift(self, nets, direction: str = "forward"):
+        net = nets["net"]
+
+        def v(t, x):
+            return (net(x, t) - x) / (1 - expand_t(t, x)).clamp_min(1e-3)
+
+        return v
+
+    def diffusion(self, direction: str = "forward"):
+        if self.map != "neural":
+            return None
+        return lambda t: torch.full_like(t, self.sigma)
+
+    # -- transport ---------------------------------------------------------------------
+    def transport(self, nets, x, solver, grid, *, direction="forward", generator=None, keep=None):
+        self.solve()
+        if self.map == "neural":
+            kw = {}
+            if "noise_last_step" in inspect.signature(solver.fn).parameters:
+                kw["noise_last_step"] = False  # the bridge is pinned at t = 1
+            return solver(self.drift(nets), x, grid, diffusion=self.diffusion(),
+                          generator=generator, keep=keep, **kw)
+        logits = self.conditional_logits(x)
+        y = self.x1s.to(x.device)
+        ts = grid.to(x.dtype)
+        if self.map == "barycentric":  # E_pi[x1 | x], then the straight (McCann) path
+            w = torch.softmax(logits, 1)
+            x1 = (w @ y.reshape(y.shape[0], -1)).reshape(x.shape).to(x.dtype)
+            path = torch.stack([(1 - t) * x + t * x1 for t in ts], 1)
+        else:  # x1 ~ pi(. | x), then the reference bridge pinned at (x, x1)
+            w = torch.softmax(logits, 1).float()
+            j = torch.multinomial(w, 1, generator=generator)[:, 0]
+            x1 = y[j].reshape(x.shape).to(x.dtype)
+            path = self.sde.bridge_path(x, x1, ts, generator)
+        return SolveResult(x=path[:, -1], nfe=0, t=grid, path=path[:keep] if keep else None)
+
+    # -- figures ------------------------------------------------------------------------
+    def figures(self, nets, evaluation) -> dict:
+        """The plan (as a matrix and as couplings, or as a 1D plan) and the marginals of
+        the dynamic bridge at several times."""
+        from sbrun.plots.ot import coupling_lines, marginals_over_time, plan_1d, plan_matrix
+
+        self.solve()
+        plan, x0, x1 = self.coupling.plan, self.x0s, self.x1s
+        tag = f"eot ({self.solver}), σ={self.sigma:g}, n={x0.shape[0]}"
+        figs = {}
+        if x0.shape[1:] == (1,):
+            figs["plan"] = plan_1d(x0[:, 0], x1[:, 0], plan, title=tag)
+        elif x0.shape[1:] == (2,):
+            k = min(200, x0.shape[0])
+            sub = plan[:k, :k]
+            o0 = torch.atan2(x0[:k, 1], x0[:k, 0]).argsort()
+            o1 = torch.atan2(x1[:k, 1], x1[:k, 0]).argsort()
+            figs["plan"] = plan_matrix(sub, o0, o1, title=f"{tag} (first {k}, by angle)")
+            figs["couplings"] = coupling_lines(x0[:k], x1[:k], sub, title=tag)
+            path = evaluation.result.path
+            if path is not None and path.shape[1] > 2:
+                figs["marginals"] = marginals_over_time(path, evaluation.result.t, title=tag)
+        return figs

@@ -1,0 +1,86 @@
+"""eot: the static entropic plan made dynamic, checked against closed forms."""
+
+import pytest
+import torch
+from torch import nn
+
+from sbrun.data.problems import gaussian, toy
+from sbrun.errors import ConfigError
+from sbrun.methods.eot import EOT
+from sbrun.sde import Brownian
+from sbrun.solvers import get_solver, time_grid
+
+
+def make(problem, sigma, **kw):
+    m = EOT(**kw)
+    m.bind(problem, Brownian(sigma))
+    return m
+
+
+@pytest.mark.parametrize("dim, sigma", [(2, 0.5), (2, 1.0), (16, 1.0)])
+def test_plan_pairs_match_closed_form_gaussian_bridge(dim, sigma):
+    """Pairs (x0, x1 ~ pi(.|x0)) have the joint law of the closed-form entropic plan."""
+    from sbrun.couplings.gaussian import Gaussian, gaussian_eot_plan
+
+    prob = gaussian(dim=dim, seed=3)
+    m = make(prob, sigma, n_plan=1500)
+    x0 = prob.source.sample(4000, torch.Generator().manual_seed(1)).double()
+    res = m.transport(nn.ModuleDict(), x0, get_solver("euler"), time_grid(4).double(),
+                      generator=torch.Generator().manual_seed(2))
+    joint = torch.cat([x0, res.x.double()], 1)
+    emp_cross = torch.cov(joint.T)[:dim, dim:]
+    g0 = Gaussian(prob.source.mean.double(), prob.source.cov.double())
+    g1 = Gaussian(prob.target.mean.double(), prob.target.cov.double())
+    true = gaussian_eot_plan(g0, g1, sigma).cross
+    rel = (emp_cross - true).norm() / true.norm()
+    assert rel < (0.1 if dim == 2 else 0.25), rel
+
+
+def test_bridge_paths_have_brownian_bridge_marginals():
+    prob = toy("moons", "gaussian")
+    sigma = 0.5
+    m = make(prob, sigma, n_plan=300)
+    x0 = prob.source.sample(20_000, torch.Generator().manual_seed(0))
+    res = m.transport(nn.ModuleDict(), x0, get_solver("euler"), time_grid(10),
+                      generator=torch.Generator().manual_seed(1), keep=20_000)
+    x1 = res.x
+    for k, t in ((3, 0.3), (5, 0.5), (8, 0.8)):
+        resid = res.path[:, k] - ((1 - t) * x0 + t * x1)
+        assert abs(resid.mean().item()) < 0.01
+        assert abs(resid.var().item() - sigma**2 * t * (1 - t)) < 0.03 * sigma**2
+
+
+def test_barycentric_map_is_the_conditional_mean_and_straight():
+    prob = toy("moons", "gaussian")
+    m = make(prob, 0.3, n_plan=200, map="barycentric")
+    m.solve()
+    x0 = m.x0s[:50].float()
+    res = m.transport(nn.ModuleDict(), x0, get_solver("euler"), time_grid(4), keep=50)
+    plan = m.coupling.plan
+    cond_mean = (plan[:50] / plan[:50].sum(1, keepdim=True)) @ m.x1s
+    torch.testing.assert_close(res.x.double(), cond_mean, atol=2e-3, rtol=0)
+    mid = res.path[:, 2]
+    torch.testing.assert_close(mid, 0.5 * (x0 + res.x), atol=1e-5, rtol=0)
+
+
+def test_emd_limit_gives_a_permutation():
+    prob = toy("moons", "gaussian")
+    m = make(prob, 0.1, n_plan=50, solver="emd")
+    m.solve()
+    p = m.coupling.plan * 50
+    assert torch.allclose(p.sum(1), torch.ones(50, dtype=p.dtype))
+    assert ((p > 0.5).sum(1) == 1).all()
+
+
+def test_bad_options():
+    with pytest.raises(ConfigError, match="map"):
+        EOT(map="nope")
+    with pytest.raises(ConfigError, match="solver"):
+        EOT(solver="nope")
+    from sbrun.data.problems import toy as _toy
+
+    class NotBrownian:
+        name = "vp"
+
+    with pytest.raises(ConfigError, match="Brownian"):
+        EOT().bind(_toy("moons"), NotBrownian())
