@@ -8,8 +8,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+torch.set_num_threads(1)
 
 os.environ.setdefault("WANDB_MODE", "disabled")
+# one thread per process: the suite runs many small ops and CLI subprocesses on 2 cores,
+# where competing OpenMP threads make small kernels many times slower
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("WANDB_SILENT", "true")
 
 REPO = Path(__file__).resolve().parents[1]

@@ -72,6 +72,7 @@ class Method:
     cond_dim: int = 1  # conditioning coordinates the networks take (1: scalar time)
     generative_only: bool = False  # diffusion models start from their prior only
     directions: tuple[str, ...] = ("forward",)  # evaluated transports (DSB adds backward)
+    sampler_label: str | None = None  # figure titles: how it samples, when not the solver
 
     def bind(self, problem: Problem, sde: ReferenceSDE) -> None:
         """Called once by ``build``: the method sees the problem and the reference."""

@@ -65,6 +65,8 @@ class EOT(Method):
             raise ConfigError("method=eot needs the Brownian reference (sde=brownian)")
         self.sigma = float(sde.sigma)
         self.stochastic = self.map != "barycentric"
+        self.sampler_label = {"plan": "plan + exact Brownian bridges",
+                              "barycentric": "barycentric map, straight paths"}.get(self.map)
 
     @property
     def eps(self) -> float:
@@ -164,9 +166,8 @@ class EOT(Method):
 
     # -- figures ------------------------------------------------------------------------
     def figures(self, nets, evaluation) -> dict:
-        """The plan (as a matrix and as couplings, or as a 1D plan) and the marginals of
-        the dynamic bridge at several times."""
-        from sbrun.plots.ot import coupling_lines, marginals_over_time, plan_1d, plan_matrix
+        """The static plan: as a matrix and as couplings (2D), or as a 1D plan."""
+        from sbrun.plots.ot import coupling_lines, plan_1d, plan_matrix
 
         self.solve()
         plan, x0, x1 = self.coupling.plan, self.x0s, self.x1s
@@ -181,7 +182,4 @@ class EOT(Method):
             o1 = torch.atan2(x1[:k, 1], x1[:k, 0]).argsort()
             figs["plan"] = plan_matrix(sub, o0, o1, title=f"{tag} (first {k}, by angle)")
             figs["couplings"] = coupling_lines(x0[:k], x1[:k], sub, title=tag)
-            path = evaluation.result.path
-            if path is not None and path.shape[1] > 2:
-                figs["marginals"] = marginals_over_time(path, evaluation.result.t, title=tag)
         return figs

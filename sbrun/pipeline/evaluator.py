@@ -79,6 +79,29 @@ class Evaluator:
 
         return kl_2d(a, b, bins=self.cfg.kl_bins, bandwidth=self.cfg.kl_bandwidth)
 
+    def _kl_density(self, gen: Tensor) -> dict:
+        """Vectors in d > 2 against a target with an exact log-density (``gmm_highdim``).
+
+        ``kl_density``: ``KL(model || target) = -H(model) - E_model[log p]`` with the
+        Kozachenko-Leonenko entropy (k = 5), minus the same estimate on held-out target
+        draws of the same size, i.e. the estimator's bias at ``KL = 0`` (about -29 nats in
+        d = 128 with 2000 points). On a well-separated mixture in d = 128 the difference
+        is within about 0.1 nat of the exact KL for mean, spread and weight errors of
+        0.05-1.5 nats; it is a relative measure, not a bound. ``logp_gap``:
+        ``E_target[log p] - E_model[log p]`` (> 0: generated draws sit where p is lower).
+        """
+        tgt = self.data.target
+        if gen.dim() != 2 or gen.shape[1] <= 2 or not getattr(tgt, "has_density", False):
+            return {}
+        from sbrun.metrics.kl import kl_to_density
+
+        ref = self.target[: gen.shape[0]]
+        if getattr(self, "_kl_ref", None) is None:
+            self._kl_ref = (kl_to_density(ref, tgt.log_prob), float(tgt.log_prob(ref.double()).mean()))
+        raw = kl_to_density(gen, tgt.log_prob)
+        lp = float(tgt.log_prob(gen.double()).mean())
+        return {"kl_density": raw - self._kl_ref[0], "logp_gap": self._kl_ref[1] - lp}
+
     def _transport(self, nets, x: Tensor, direction: str) -> SolveResult:
         g = torch.Generator().manual_seed(self.seed + 1)  # same noise at every evaluation
         res = self.method.transport(nets, x.to(self.device), self.solver, self.grid,
@@ -108,6 +131,7 @@ class Evaluator:
             metrics.update(self._score(backward.x, self.source, self.floor_backward, "_backward"))
         metrics.update(self.method.metrics(nets, self.source.to(self.device), res,
                                            self.target.to(self.device)))
+        metrics.update(self._kl_density(res.x))
         if self.cfg.fid != "none" and res.x.dim() == 4:
             from sbrun.metrics.fid import image_metrics
 

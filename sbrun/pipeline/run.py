@@ -84,7 +84,12 @@ def make_figures(ev: Evaluation, history: list[dict], title: str) -> dict:
     if ev.x0.shape[1:] == (2,):
         figs["samples"] = samples_2d(ev.x0, ev.target, ev.result.x, title)
         if ev.result.path is not None:
+            from sbrun.plots.marginals import marginals_2d
+
             figs["trajectories"] = trajectories_2d(ev.result.path, ev.x0, ev.target, title)
+            figs["marginals"] = marginals_2d(ev.result.path, ev.result.t,
+                                             times=(0.0, 0.25, 0.4, 0.6, 0.75, 1.0),
+                                             source=ev.x0, target=ev.target, title=title)
     if len(history) > 1:
         figs["metrics"] = metric_curves(history, title=title)
     return figs
@@ -113,7 +118,7 @@ def run_title(cfg: DictConfig, c: Components) -> str:
         sigma = getattr(c.sde, "sigma", None)
     if sigma is not None:
         parts.append(f"σ={sigma:g}")
-    parts.append(f"{cfg.solver.name} × {cfg.solver.steps}")
+    parts.append(getattr(c.method, "sampler_label", None) or f"{cfg.solver.name} × {cfg.solver.steps}")
     parts.append(f"{cfg.trainer.steps} train steps")
     return ", ".join(parts)
 

@@ -1,5 +1,4 @@
-"""Optimal-transport figures: plan matrices, couplings between point sets, 1D plans,
-and marginals of an interpolation at several times."""
+"""Optimal-transport figures: plan matrices, couplings between point sets, 1D plans."""
 
 from __future__ import annotations
 
@@ -82,19 +81,4 @@ def plan_1d(x0, x1, plan, bins: int = 60, title: str = "") -> Figure:
     ax_left.set_ylabel("source x0")
     for a_ in (ax_top, ax_left):
         a_.tick_params(labelbottom=False, labelleft=False)
-    return fig
-
-
-def marginals_over_time(path, times, title: str = "", n_panels: int = 5) -> Figure:
-    """Scatter of ``path: (n, n_times, 2)`` at ``n_panels`` evenly spaced times."""
-    path, times = _np(path), _np(times)
-    idx = np.linspace(0, len(times) - 1, n_panels).round().astype(int)
-    fig, axes = plt.subplots(1, n_panels, figsize=(3.2 * n_panels, 3.3), sharex=True, sharey=True)
-    cmap = plt.get_cmap("plasma")
-    for k, (ax, i) in enumerate(zip(axes, idx)):
-        ax.scatter(path[:, i, 0], path[:, i, 1], s=2, color=cmap(0.85 * k / max(1, n_panels - 1)), alpha=0.6)
-        ax.set_title(f"t = {times[i]:.2f}")
-        ax.set_aspect("equal", adjustable="box")
-    fig.suptitle(title)
-    fig.tight_layout()
     return fig

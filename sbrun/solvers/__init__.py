@@ -1,13 +1,44 @@
-"""Solver registry ``{name: Solver}``; each declares its order and whether it is stochastic."""
+"""Solver registry ``{name: Solver}``; each declares its order and whether it is stochastic.
+
+Some solvers need more than a drift: ``ancestral`` a Gaussian reverse ``kernel``, ``pc`` the
+``score`` for its Langevin corrector. A method that can give them lists them in
+``solver_extras`` and passes them through ``Method.transport`` (:func:`solver_extras`
+keeps those the solver takes); :func:`check_solver` refuses a mismatch before training
+(the evaluator calls it, so that every config still builds).
+Options from ``conf/solver`` (``scheme``, ``rtol``, ``snr``, ...) are bound by
+:func:`configure`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import replace
+from functools import partial, update_wrapper
 
 from sbrun.errors import ConfigError
+from sbrun.solvers.adaptive import adaptive
+from sbrun.solvers.ancestral import ancestral
 from sbrun.solvers.base import Solver, SolveResult, time_grid
 from sbrun.solvers.euler import euler, euler_maruyama
+from sbrun.solvers.heun import heun, heun_sde
+from sbrun.solvers.ode import ode
+from sbrun.solvers.pc import pc
+from sbrun.solvers.rk4 import rk4
 
 SOLVERS: dict[str, Solver] = {
     "euler": Solver(euler, order=1.0, stochastic=False),
     "euler_maruyama": Solver(euler_maruyama, order=0.5, stochastic=True),
+    "heun": Solver(heun, order=2.0, stochastic=False),
+    "heun_sde": Solver(heun_sde, order=1.0, stochastic=True),  # strong order, additive noise
+    "rk4": Solver(rk4, order=4.0, stochastic=False),
+    "adaptive": Solver(adaptive, order=5.0, stochastic=False),  # dopri5 by default
+    "ode": Solver(ode, order=4.0, stochastic=False),  # order of the default scheme (rk4)
+    "pc": Solver(pc, order=0.5, stochastic=True),
+    "ancestral": Solver(ancestral, order=1.0, stochastic=True),
 }
+
+# What a solver needs from the method beyond drift and diffusion.
+REQUIRES: dict[str, tuple[str, ...]] = {"ancestral": ("kernel",), "pc": ("score",)}
 
 
 def get_solver(name: str) -> Solver:
@@ -18,4 +49,39 @@ def get_solver(name: str) -> Solver:
         raise ConfigError(f"unknown solver '{name}'; valid: {', '.join(sorted(SOLVERS))}") from None
 
 
-__all__ = ["SOLVERS", "Solver", "SolveResult", "get_solver", "time_grid"]
+def _params(solver: Solver) -> set[str]:
+    return set(inspect.signature(solver.fn).parameters)
+
+
+def configure(solver: Solver, **options) -> Solver:
+    """``solver`` with the ``options`` its function takes bound (others do not apply to it)."""
+    kw = {k: v for k, v in options.items() if k in _params(solver)}
+    if not kw:
+        return solver
+    return replace(solver, fn=update_wrapper(partial(solver.fn, **kw), solver.fn))
+
+
+def solver_extras(solver: Solver, **available) -> dict:
+    """The keyword arguments in ``available`` (kernel, score, ...) that ``solver`` takes."""
+    params = _params(solver)
+    return {k: v for k, v in available.items() if k in params}
+
+
+def check_solver(solver: Solver, method) -> None:
+    """Refuse a solver the method cannot feed (the evaluator calls it before training)."""
+    name = solver.fn.__name__
+    provided = getattr(method, "solver_extras", ())
+    for need in REQUIRES.get(name, ()):
+        if need not in provided:
+            what = {"kernel": "a discrete reverse chain (Gaussian kernel)",
+                    "score": "the score of its marginals"}[need]
+            raise ConfigError(f"solver={name} needs {what}, which method={method.name} does not "
+                              "have (use method=ddpm or score-sde, or another solver)")
+    if getattr(method, "samples_sde", False) and not solver.stochastic:
+        raise ConfigError(f"solver={name} integrates ODEs only, but method={method.name} samples "
+                          "its reverse SDE: use a stochastic solver (euler_maruyama, heun_sde, pc) "
+                          "or method.sampler=ode")
+
+
+__all__ = ["SOLVERS", "REQUIRES", "Solver", "SolveResult", "check_solver", "configure",
+           "get_solver", "solver_extras", "time_grid"]

@@ -1,0 +1,163 @@
+"""DDPM: the slides' mean and score parameterisations, the ELBO weights, ancestral sampling."""
+
+import pytest
+import torch
+from torch import nn
+
+from sbrun.data.distributions import Problem
+from sbrun.data.gaussians import GaussianDistribution
+from sbrun.errors import ConfigError
+from sbrun.methods.base import Batch, Phase
+from sbrun.methods.ddpm import DDPM, mean_from_eps, mean_from_score
+from sbrun.models import MLP
+from sbrun.sde import VE, VP
+from sbrun.solvers import get_solver, time_grid
+
+F64 = torch.float64
+MEAN = torch.tensor([1.0, -0.5], dtype=F64)
+COV = torch.tensor([[0.5, 0.2], [0.2, 0.3]], dtype=F64)
+PROBLEM = Problem("gauss", GaussianDistribution(MEAN, COV, dtype=F64))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def ddpm(T=100, **kw):
+    method = DDPM(T=T, **kw)
+    method.bind(PROBLEM, VP())
+    return method
+
+
+def random_net(seed=0):
+    torch.manual_seed(seed)
+    return nn.ModuleDict({"net": MLP((2,), hidden=32, depth=2).double()})
+
+
+class ChainOracle(nn.Module):
+    """The exact noise of the discrete chain for data N(MEAN, COV):
+    ``eps*(x, i) = sqrt(1 - abar_i) C_i^{-1} (x - sqrt(abar_i) m)``, ``C_i = abar_i S + (1 - abar_i) I``."""
+
+    def __init__(self, chain):
+        super().__init__()
+        self.chain = chain
+
+    def forward(self, x, s):
+        i = (s.double() * self.chain.T).round().long()
+        ab = self.chain.alphas_bar[i][:, None, None]
+        c = ab * COV + (1 - ab) * torch.eye(2, dtype=F64)
+        r = (x - ab[:, :, 0].sqrt() * MEAN).unsqueeze(-1)
+        return ((1 - ab).sqrt() * torch.linalg.solve(c, r)).squeeze(-1)
+
+
+@pytest.mark.parametrize("steps", [100, 25])
+def test_mean_and_score_parameterisations_give_the_same_sampler(steps):
+    """mu_theta from eps and from s_theta = -eps / sqrt(1 - abar): identical chains (also
+    respaced), and both equal the posterior q(x_j | x_i, x0_theta)."""
+    method, nets = ddpm(T=100), random_net()
+    x = torch.randn(500, 2, dtype=F64)
+    grid = time_grid(steps).double()
+    solver = get_solver("ancestral")
+    a = solver(None, x, grid, kernel=method.kernel(nets, via="mu"),
+               generator=torch.Generator().manual_seed(0))
+    b = solver(None, x, grid, kernel=method.kernel(nets, via="score"),
+               generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(a.x, b.x)
+    # one kernel step against the Gaussian posterior with the denoised x0
+    c, i, j = method.chain, 100, 100 - 100 // steps
+    eps = nets["net"](x, torch.full((500,), i / 100, dtype=F64))
+    x0_hat = (x - (1 - c.alphas_bar[i]).sqrt() * eps) / c.alphas_bar[i].sqrt()
+    law = method.kernel(nets)(torch.zeros(500, dtype=F64), torch.full((500,), 1 / steps,
+                                                                      dtype=F64), x)
+    q = c.posterior(j, i, x0_hat, x)
+    torch.testing.assert_close(law.mean, q.mean)
+    torch.testing.assert_close(law.std.expand(500, 1), q.std.expand(500, 1))
+
+
+def test_slide_formulas_agree():
+    ab, alpha = torch.tensor(0.3, dtype=F64), torch.tensor(0.97, dtype=F64)
+    x, eps = torch.randn(7, 2, dtype=F64), torch.randn(7, 2, dtype=F64)
+    torch.testing.assert_close(mean_from_eps(x, eps, alpha, ab),
+                               mean_from_score(x, -eps / (1 - ab).sqrt(), alpha))
+
+
+def test_elbo_weight_turns_noise_error_into_the_slides_mean_error():
+    """|mu_q - mu_theta|^2 / (2 sigma_i^2) = lambda_i |eps - eps_theta|^2 (Ho et al., eq. 12)."""
+    method = ddpm(T=50)
+    c = method.chain
+    x0, eps, eps_hat = (torch.randn(3, 2, dtype=F64) for _ in range(3))
+    for i in (1, 2, 25, 50):
+        ab, alpha = c.alphas_bar[i], c.alphas[i - 1]
+        xi = ab.sqrt() * x0 + (1 - ab).sqrt() * eps
+        mu_q = c.posterior(i - 1, i, x0, xi).mean
+        torch.testing.assert_close(mu_q, mean_from_eps(xi, eps, alpha, ab))
+        mu = mean_from_eps(xi, eps_hat, alpha, ab)
+        lhs = (mu_q - mu).pow(2).sum(1) / (2 * method.kernel_var[i])
+        torch.testing.assert_close(lhs, method.elbo_weight[i] * (eps - eps_hat).pow(2).sum(1))
+
+
+def test_mean_network_round_trips_through_the_noise():
+    method, nets = ddpm(T=40, loss="mu"), random_net(1)
+    x = torch.randn(64, 2, dtype=F64)
+    law = method.kernel(nets)(torch.full((64,), 0.5, dtype=F64),
+                              torch.full((64,), 0.5 + 1 / 40, dtype=F64), x)
+    torch.testing.assert_close(law.mean, nets["net"](x, torch.full((64,), 0.5, dtype=F64)))
+
+
+@pytest.mark.parametrize("loss", ["eps", "elbo", "mu"])
+def test_losses_are_finite_and_train(loss):
+    method, nets = ddpm(T=100, loss=loss, noise_draws=2), random_net(2)
+    g = torch.Generator().manual_seed(3)
+    x1 = PROBLEM.target.sample(128, g)
+    batch = Batch(torch.randn(128, 2, dtype=F64), x1, g)
+    out = method.loss(nets, batch, Phase("train", 1))
+    assert torch.isfinite(out.loss) and out.loss.requires_grad and "loss" in out.stats
+
+
+def test_ancestral_sampling_with_the_exact_noise_reaches_the_data():
+    method = ddpm(T=1000)
+    nets = nn.ModuleDict({"net": ChainOracle(method.chain)})
+    x = torch.randn(4000, 2, generator=torch.Generator().manual_seed(4), dtype=F64)
+    res = method.transport(nets, x, get_solver("ancestral"), time_grid(1000).double(),
+                           generator=torch.Generator().manual_seed(5))
+    assert res.nfe == 1000
+    torch.testing.assert_close(res.x.mean(0), MEAN, atol=0.04, rtol=0)
+    torch.testing.assert_close(torch.cov(res.x.T), COV, atol=0.04, rtol=0)
+
+
+def test_negative_elbo_matches_its_closed_form():
+    """For Gaussian data and the exact noise every ELBO term is Gaussian in closed form:
+    L_{i-1} = c_i^2 tr(Cov(x0 | x_i)) / (2 beta~_i), c_i = sqrt(abar_{i-1}) beta_i / (1 - abar_i),
+    Cov(x0 | x_i) = (S^-1 + abar_i / (1 - abar_i) I)^-1; and -ELBO >= the data entropy."""
+    method = ddpm(T=200)
+    c, d = method.chain, 2
+    nets = nn.ModuleDict({"net": ChainOracle(c)})
+    x = PROBLEM.target.sample(2000, torch.Generator().manual_seed(6))
+    bound = method.nll_elbo(nets, x, torch.Generator().manual_seed(7)).mean().item()
+
+    def post_trace(i):
+        snr = c.alphas_bar[i] / (1 - c.alphas_bar[i])
+        return torch.trace(torch.linalg.inv(torch.linalg.inv(COV) + snr * torch.eye(2, dtype=F64)))
+
+    ab_t = c.alphas_bar[-1]
+    expected = 0.5 * (d * (1 - ab_t) + ab_t * (MEAN.pow(2).sum() + COV.trace()) - d
+                      - d * torch.log(1 - ab_t))
+    for i in range(2, c.T + 1):
+        coef = c.alphas_bar[i - 1].sqrt() * c.betas[i - 1] / (1 - c.alphas_bar[i])
+        expected = expected + coef**2 * post_trace(i) / (2 * method.kernel_var[i])
+    b1 = c.betas[0]
+    expected = expected + post_trace(1) / (2 * b1) + 0.5 * d * torch.log(2 * torch.pi * b1)
+    assert abs(bound - expected.item()) < 0.01 * abs(expected.item()), (bound, expected)
+    entropy = -torch.distributions.MultivariateNormal(MEAN, COV).log_prob(x).mean().item()
+    assert bound > entropy
+
+
+def test_ddpm_needs_the_vp_sde():
+    with pytest.raises(ConfigError, match="method=ddpm discretises the VP SDE"):
+        DDPM().bind(PROBLEM, VE())
+    with pytest.raises(ConfigError, match="unknown method.loss"):
+        DDPM(loss="l1")
