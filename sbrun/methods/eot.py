@@ -91,9 +91,10 @@ class EOT(Method):
         self.x0s = self._draw(src, self.n_plan, g).double()
         self.x1s = self._draw(self.problem.target, self.n_plan, g).double()
         method = "exact" if self.solver == "emd" else self.solver
+        exact = method == "exact"  # the network simplex uses its own iteration limit
         self.coupling = solve_coupling(self.x0s, self.x1s, method=method,
-                                       sigma=None if method == "exact" else self.sigma,
-                                       max_iter=self.max_iter, tol=self.tol)
+                                       sigma=None if exact else self.sigma,
+                                       max_iter=None if exact else self.max_iter, tol=self.tol)
 
     def phases(self, steps: int) -> list[Phase]:
         return [Phase("train", steps)] if self.map == "neural" else []
@@ -182,4 +183,20 @@ class EOT(Method):
             o1 = torch.atan2(x1[:k, 1], x1[:k, 0]).argsort()
             figs["plan"] = plan_matrix(sub, o0, o1, title=f"{tag} (first {k}, by angle)")
             figs["couplings"] = coupling_lines(x0[:k], x1[:k], sub, title=tag)
+        marginals = self.problem.extra.get("marginals") or []
+        if len(marginals) >= 3 and marginals[0].shape == (2,):
+            figs["barycenters"] = self.barycenter_figure(marginals[:3])
         return figs
+
+    def barycenter_figure(self, marginals, n: int = 4, points: int = 300):
+        """Free-support W2 barycenters of three 2D shapes over a simplex grid (seed 000's
+        "interpolación baricéntrica")."""
+        from sbrun.couplings.barycenter import free_support_barycenter, simplex_grid
+        from sbrun.plots.ot import barycenter_triangle
+
+        g = torch.Generator().manual_seed(self.plan_seed)
+        clouds = [m.sample(points, g) for m in marginals]
+        bary = {tuple(w): free_support_barycenter(clouds, w, n_support=points)
+                for w in simplex_grid(3, n)}
+        names = [getattr(m, "name", f"shape {k}") for k, m in enumerate(marginals)]
+        return barycenter_triangle(bary, n, title="W2 barycenters of " + ", ".join(names))

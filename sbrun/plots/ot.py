@@ -82,3 +82,22 @@ def plan_1d(x0, x1, plan, bins: int = 60, title: str = "") -> Figure:
     for a_ in (ax_top, ax_left):
         a_.tick_params(labelbottom=False, labelleft=False)
     return fig
+
+
+def barycenter_triangle(clouds: dict, n: int, title: str = "") -> Figure:
+    """Barycenters laid out on the simplex: ``clouds`` maps weights ``(w0, w1, w2)`` to a
+    ``(m, 2)`` cloud; corner ``k`` is shape ``k``, ``n`` steps per edge (seed 000)."""
+    fig, axes = plt.subplots(n + 1, n + 1, figsize=(2.1 * (n + 1), 2.1 * (n + 1)))
+    for ax in axes.flat:
+        ax.axis("off")
+    cmap = plt.get_cmap("plasma")
+    for w, pts in clouds.items():
+        i, j = int(round(w[0] * n)), int(round(w[1] * n))
+        ax = axes[n - i, j]  # row: less of shape 0 going down; column: more of shape 1
+        pts = _np(pts)
+        ax.scatter(pts[:, 0], pts[:, 1], s=1.5, color=cmap(0.85 * w[1] + 0.4 * w[2]))
+        ax.set_title(f"({w[0]:.2f}, {w[1]:.2f}, {w[2]:.2f})", fontsize=7)
+        ax.set_aspect("equal", adjustable="datalim")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
