@@ -55,6 +55,7 @@ class EOT(Method):
         if n_plan < 2:
             raise ConfigError(f"method.n_plan must be >= 2, got {n_plan}")
         self.solver, self.n_plan, self.map = solver, n_plan, map
+        self.networks = ("net",) if map == "neural" else ()  # plan/barycentric: training-free
         self.max_iter, self.tol, self.plan_seed = max_iter, tol, plan_seed
         self.coupling = None
 

@@ -119,7 +119,9 @@ def run_title(cfg: DictConfig, c: Components) -> str:
     if sigma is not None:
         parts.append(f"σ={sigma:g}")
     parts.append(getattr(c.method, "sampler_label", None) or f"{cfg.solver.name} × {cfg.solver.steps}")
-    parts.append(f"{cfg.trainer.steps} train steps")
+    train_steps = sum(p.steps for p in c.method.phases(cfg.trainer.steps))
+    if train_steps:
+        parts.append(f"{train_steps} train steps")
     return ", ".join(parts)
 
 
