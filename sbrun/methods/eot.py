@@ -173,7 +173,8 @@ class EOT(Method):
 
         self.solve()
         plan, x0, x1 = self.coupling.plan, self.x0s, self.x1s
-        tag = f"eot ({self.solver}), σ={self.sigma:g}, n={x0.shape[0]}"
+        sig = "" if self.solver == "emd" else f", σ={self.sigma:g}"
+        tag = f"eot ({self.solver}){sig}, n={x0.shape[0]}"
         figs = {}
         if x0.shape[1:] == (1,):
             figs["plan"] = plan_1d(x0[:, 0], x1[:, 0], plan, title=tag)
