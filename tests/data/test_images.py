@@ -38,15 +38,6 @@ from image_files import (  # noqa: E402  (tests/ helper module)
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread (2 competing OpenMP threads are slow on a shared 2-core machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def shared_mnist_root() -> Path | None:
     """``$SBRUN_DATA_ROOT`` or ``<repo>/../shared/data`` when it holds ``MNIST/raw``."""
     for root in (os.environ.get(ENV_ROOT), REPO.parent / "shared" / "data"):

@@ -19,13 +19,6 @@ COV = torch.tensor([[0.5, 0.2], [0.2, 0.3]], dtype=F64)
 PROBLEM = Problem("gauss", GaussianDistribution(MEAN, COV, dtype=F64))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def ddpm(T=100, **kw):
     method = DDPM(T=T, **kw)

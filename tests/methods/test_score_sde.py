@@ -32,13 +32,6 @@ SOLVERS = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def oracle(sde, **kw):
     """(method, nets) for data N(MEAN, COV) with the exact score as the network."""

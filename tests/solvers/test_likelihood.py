@@ -15,13 +15,6 @@ MEAN = torch.tensor([0.5, -1.0, 0.3], dtype=F64)
 COV = torch.tensor([[0.6, 0.1, 0.0], [0.1, 0.4, -0.1], [0.0, -0.1, 0.9]], dtype=F64)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def gaussian_log_prob(x, mean, cov):
     return torch.distributions.MultivariateNormal(mean, cov).log_prob(x)
