@@ -35,7 +35,7 @@ def test_every_option_composes_and_builds(group, option, tmp_path):
     cfg = compose(overrides)
     assert OmegaConf.select(cfg, group) is not None
     c = build(cfg)
-    assert c.problem.shape and len(c.nets) >= 1
+    assert c.problem.shape and len(c.nets) == len(c.method.networks)
 
 
 def test_typed_schema_rejects_wrong_types():
