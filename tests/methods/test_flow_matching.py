@@ -82,3 +82,147 @@ def test_bad_options():
         FlowMatching(coupling="nope")
     with pytest.raises(ConfigError, match="sigma"):
         FlowMatching(sigma=-1)
+
+
+# -- paths, couplings, reflow and path energy (issue 6) -----------------------------------
+
+class PathOracle(nn.Module):
+    """E[d/dt x_t | x_t = x] for x0 ~ N(0, 1), x1 ~ N(M, S^2) independent (per coordinate)
+    and x_t = alpha x0 + beta x1 + gamma z: Sigma = alpha^2 + beta^2 S^2 + gamma^2,
+    K = Cov(d/dt x_t, x_t) = alpha' alpha + beta' beta S^2 + gamma gamma'."""
+
+    def __init__(self, fm: FlowMatching):
+        super().__init__()
+        self.it = fm.interpolant
+
+    def forward(self, x, t):
+        c = self.it.coefficients(t, x)
+        var = c.alpha_t**2 + c.beta_t**2 * S**2 + c.gamma_t**2
+        cov = c.d_alpha_t * c.alpha_t + c.d_beta_t * c.beta_t * S**2 + c.gamma_d_gamma_t
+        return c.d_beta_t * M + cov / var * (x - c.beta_t * M)
+
+
+@pytest.mark.parametrize("kw", [{"path": "linear"}, {"path": "trigonometric"},
+                                {"path": "linear", "sigma": 0.5},
+                                {"path": "trigonometric", "sigma": 0.5}])
+def test_path_oracles_transport_and_minimise_the_loss(kw):
+    fm = FlowMatching(**kw)
+    fm.bind(Problem("g", StandardGaussian((2,))), Brownian(1.0))
+    g = torch.Generator().manual_seed(4)
+    x0 = torch.randn(50_000, 2, generator=g, dtype=torch.float64)
+    res = fm.transport(nn.ModuleDict({"net": PathOracle(fm)}), x0, get_solver("rk4"),
+                       time_grid(100).double())
+    torch.testing.assert_close(res.x.mean(0), torch.full((2,), M, dtype=torch.float64), atol=0.02, rtol=0)
+    torch.testing.assert_close(res.x.std(0), torch.full((2,), S, dtype=torch.float64), atol=0.01, rtol=0)
+    x1 = M + S * torch.randn(50_000, 2, generator=g, dtype=torch.float64)
+
+    def loss_of(shift):
+        class Shifted(PathOracle):
+            def forward(self, x, t):
+                return super().forward(x, t) + shift
+
+        net = nn.ModuleDict({"net": Shifted(fm)})
+        return fm.loss(net, Batch(x0, x1, torch.Generator().manual_seed(5)), Phase("train", 1)).loss.item()
+
+    assert loss_of(0.1) - loss_of(0.0) == pytest.approx(2 * 0.1**2, rel=0.1)
+
+
+def test_constant_sigma_schedule_blurs_the_straight_path():
+    """I-CFM (Tong et al.): x_t = (1-t) x0 + t x1 + sigma z, target x1 - x0."""
+    fm = FlowMatching(sigma=0.3, sigma_schedule="constant")
+    seen = {}
+
+    class Spy(nn.Module):
+        def forward(self, x, t):
+            seen["x"], seen["t"] = x, t
+            return torch.zeros_like(x)
+
+    n = 100_000
+    x0, x1 = torch.zeros(n, 1, dtype=torch.float64), torch.ones(n, 1, dtype=torch.float64)
+    loss = fm.loss(nn.ModuleDict({"net": Spy()}), Batch(x0, x1, torch.Generator().manual_seed(6)),
+                   Phase("train", 1)).loss
+    resid = (seen["x"][:, 0] - seen["t"]) / 0.3
+    assert abs(resid.mean().item()) < 0.02 and abs(resid.std().item() - 1) < 0.02
+    assert loss.item() == pytest.approx(1.0)  # |0 - (x1 - x0)|^2 = 1 for every row
+    assert FlowMatching(sigma=0.1, coupling="entropic_ot", sigma_schedule="auto").sigma_schedule == "bridge"
+    assert FlowMatching(sigma=0.1, coupling="exact_ot", sigma_schedule="auto").sigma_schedule == "constant"
+
+
+def test_entropic_coupling_with_small_sigma_is_the_exact_assignment():
+    from sbrun.methods.flow_matching import couple
+
+    g = torch.Generator().manual_seed(7)
+    x0, x1 = torch.randn(12, 2, generator=g, dtype=torch.float64), torch.randn(12, 2, generator=g,
+                                                                                  dtype=torch.float64)
+    _, exact = couple(Batch(x0, x1, g), "exact_ot", None, False)
+    perm = torch.cdist(exact, x1).argmin(1)  # exact: x0 row i goes with x1 row perm[i]
+    assert sorted(perm.tolist()) == list(range(12))
+    for sigma in (0.02, 0.005):
+        a, b = couple(Batch(x0, x1, g), "entropic_ot", sigma, False)
+        i, j = torch.cdist(a, x0).argmin(1), torch.cdist(b, x1).argmin(1)
+        assert torch.equal(j, perm[i]), f"sigma={sigma}: entropic pairs differ from the assignment"
+    a, b = couple(Batch(x0, x1, g), "entropic_ot", 10.0, False)  # large sigma: nearly independent
+    assert not torch.equal(torch.cdist(b, x1).argmin(1), perm[torch.cdist(a, x0).argmin(1)])
+
+
+def test_reflow_phases_regenerate_pairs_along_the_current_flow():
+    """With the oracle field of N(0,1) -> N(M, S^2) the flow map is monotone, x -> M + S x:
+    reflow pairs are (x0, M + S x0), and a reflow phase trains on them."""
+    from sbrun.pipeline.data import BatchSource
+
+    fm = FlowMatching(reflow=2, reflow_pairs=4000, reflow_steps=200)
+    prob = Problem("g", StandardGaussian((2,)))
+    fm.bind(prob, Brownian(1.0))
+    phases = fm.phases(7)
+    assert [p.name for p in phases] == ["train", "reflow_1", "reflow_2"]
+    assert all(p.steps == 7 for p in phases)
+    nets = nn.ModuleDict({"net": OracleVelocity()})
+    ctx = {"data": BatchSource(prob), "generator": torch.Generator().manual_seed(8),
+           "device": torch.device("cpu")}
+    fm.begin_phase(phases[1], nets, ctx)
+    x0, x1 = fm.pairs
+    assert x0.shape == (4000, 2)
+    torch.testing.assert_close(x1, M + S * x0, atol=0.02, rtol=0)
+    seen = {}
+
+    class Spy(nn.Module):
+        def forward(self, x, t):
+            seen["x"], seen["t"] = x, t
+            return torch.zeros_like(x)
+
+    far = Batch(torch.full((64, 2), 100.0), torch.full((64, 2), 100.0), torch.Generator())
+    fm.loss(nn.ModuleDict({"net": Spy()}), far, phases[1])
+    assert seen["x"].abs().max() < 50  # the batch's own draws were not used
+    fm.begin_phase(phases[0], nets, ctx)
+    assert fm.pairs is None
+
+
+def test_path_energy_metrics_against_closed_forms():
+    """Straight OT paths (the monotone map) have PE = W2^2: NPE ~ 0; the independent
+    coupling's field has PE = int E|b|^2 dt = int (M^2 + K^2 / Sigma) dt per coordinate
+    (``x_t ~ N(t M, Sigma)``, ``b = M + K / Sigma (x - t M)``)."""
+    fm = FlowMatching()
+    g = torch.Generator().manual_seed(9)
+    x0 = torch.randn(2000, 2, generator=g, dtype=torch.float64)
+    target = M + S * torch.randn(2000, 2, generator=g, dtype=torch.float64)
+
+    class MongeVelocity(nn.Module):  # displacement interpolation of x -> M + S x
+        def forward(self, x, t):
+            t = t.reshape(-1, 1).to(x.dtype)
+            start = (x - t * M) / (1 - t + t * S)
+            return M + (S - 1) * start
+
+    ot = fm.metrics(nn.ModuleDict({"net": MongeVelocity()}), x0, None, target)
+    assert ot["path_energy"] == pytest.approx(2 * (M**2 + (S - 1) ** 2), rel=0.03)
+    assert ot["ot_cost"] == pytest.approx(2 * (M**2 + (S - 1) ** 2), rel=0.05)
+    assert ot["normalized_path_energy"] < 0.06
+    ind = fm.metrics(nn.ModuleDict({"net": OracleVelocity()}), x0, None, target)
+    t = torch.linspace(0, 1, 100_001, dtype=torch.float64)
+    var, cov = (1 - t) ** 2 + t**2 * S**2, t * S**2 - (1 - t)
+    exact = 2 * torch.trapezoid(M**2 + cov**2 / var, t).item()
+    assert ind["path_energy"] == pytest.approx(exact, rel=0.03)
+    # in 1D-per-coordinate the flow map is still the monotone (OT) map, its paths are not
+    # straight: PE exceeds W2^2 = 2 (M^2 + (S - 1)^2) by about 5 %
+    w2sq = 2 * (M**2 + (S - 1) ** 2)
+    assert ind["path_energy"] > 1.03 * ot["path_energy"]
+    assert ind["normalized_path_energy"] == pytest.approx((exact - w2sq) / w2sq, abs=0.03)
