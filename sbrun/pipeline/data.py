@@ -27,9 +27,3 @@ class BatchSource:
             idx = self.source.indices(n, generator)
             return self.source.train[idx], self.target.train[idx]
         return self.source.sample(n, generator), self.target.sample(n, generator)
-
-    def eval_pairs(self, n: int, seed: int) -> tuple[Tensor, Tensor]:
-        """Held-out ``(x0, x1)`` for evaluation, fixed by ``seed``."""
-        if self.problem.paired:
-            return self.source.heldout(n, seed), self.target.heldout(n, seed)
-        return self.source.heldout(n, seed), self.target.heldout(n, seed)
