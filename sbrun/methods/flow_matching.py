@@ -97,8 +97,9 @@ class FlowMatching(Method):
     """Conditional flow matching with a minibatch coupling.
 
     Args:
-        sigma: width of the Gaussian path (a *sigma*: the Brownian-bridge std is
-            ``sigma sqrt(t(1-t))``); 0 gives the deterministic path.
+        sigma: width of the Gaussian path (a *sigma*: the std is ``sigma sqrt(t(1-t))``,
+            a Brownian bridge, or ``sigma`` with ``sigma_schedule=constant``); 0 gives the
+            deterministic path.
         coupling: ``independent`` | ``exact_ot`` | ``entropic_ot`` | ``paired``.
         coupling_sigma: sigma of the entropic coupling (eps = sigma^2); defaults to
             ``sigma`` (SB-CFM: plan and bridge share the reference).

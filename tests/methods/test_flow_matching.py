@@ -82,6 +82,14 @@ def test_bad_options():
         FlowMatching(coupling="nope")
     with pytest.raises(ConfigError, match="sigma"):
         FlowMatching(sigma=-1)
+    with pytest.raises(ConfigError, match="stochastic-interpolant"):
+        FlowMatching(path="encoder_decoder")
+    with pytest.raises(ConfigError, match="sigma_schedule"):
+        FlowMatching(sigma_schedule="linear")
+    with pytest.raises(ConfigError, match="reflow"):
+        FlowMatching(reflow=-1)
+    with pytest.raises(ConfigError, match="entropic_ot needs"):
+        FlowMatching(coupling="entropic_ot")
 
 
 # -- paths, couplings, reflow and path energy (issue 6) -----------------------------------
