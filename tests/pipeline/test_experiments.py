@@ -11,6 +11,18 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 SHARED_DATA = REPO.parent / "shared" / "data"
 PRESETS = sorted((REPO / "sbrun" / "conf" / "experiment").glob("*.yaml"))
+# Image presets sized for a GPU or a 20-minute CPU run: smaller still for a smoke run, no FID
+# (no classifier file here; FID is tested in tests/metrics/test_fid.py and below).
+TINY_IMAGES = ["model.hidden=8", "data.max_train=256", "data.max_test=128", "eval.n_samples=64",
+               "eval.w2_points=64", "eval.fid=none", "eval.final_fid=none", "trainer.eval_every=0"]
+SMOKE_EXTRA = {
+    "mnist_cpu": TINY_IMAGES,
+    "dsb_mnist": [*TINY_IMAGES, "method.ipf_iters=1", "trainer.steps=5", "trainer.batch_size=16",
+                  "method.cache_size=32", "method.cache_refresh=5", "device=cpu"],
+    "dsb_fashion2mnist": [*TINY_IMAGES, "method.ipf_iters=1", "trainer.steps=5",
+                          "trainer.batch_size=16", "method.cache_size=32", "method.cache_refresh=5",
+                          "device=cpu", "method.num_steps=5"],
+}
 
 
 def _gallery():
@@ -30,17 +42,22 @@ def test_preset_header_and_smoke_run(preset, tmp_path):
             "eval.n_samples=200", "eval.w2_points=200", "trainer.batch_size=64"]
     if meta.get("sweep"):  # the first value of each swept key (training sizes stay small)
         args += [kv.split(",")[0] for kv in meta["sweep"].split() if not kv.startswith("trainer.")]
+    args += SMOKE_EXTRA.get(preset.stem, [])
     env = {**os.environ, "WANDB_MODE": "disabled"}
-    if "mnist" in preset.read_text():
+    if "fashion" in preset.read_text():  # Fashion-MNIST is not on every machine: tiny fake files
+        from image_files import write_fake_image_root
+
+        args.append(f"data.root={write_fake_image_root(tmp_path / 'data')}")
+    elif "mnist" in preset.read_text():
         shared = SHARED_DATA if (SHARED_DATA / "MNIST").is_dir() else None
         root = os.environ.get("SBRUN_DATA_ROOT") or shared
         if root is None:
             pytest.skip("MNIST not found: set SBRUN_DATA_ROOT or put it at <repo>/../shared/data")
         env["SBRUN_DATA_ROOT"] = str(root)
-    proc = subprocess.run([sys.executable, "-m", "sbrun", *args, f"hydra.run.dir={tmp_path}"],
+    proc = subprocess.run([sys.executable, "-m", "sbrun", *args, f"hydra.run.dir={tmp_path / 'run'}"],
                           capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert (tmp_path / "metrics.json").exists()
+    assert (tmp_path / "run" / "metrics.json").exists()
 
 
 def test_gallery_script_writes_index(tmp_path):
