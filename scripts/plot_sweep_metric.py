@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--logx", action="store_true", help="symlog x axis (keeps 0)")
     p.add_argument("--logy", action="store_true")
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--title", default=None, help="figure title (default: the sweep directory)")
     args = p.parse_args(argv)
     summary = args.sweep_dir / "summary.csv"
     if not summary.exists():
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             sd = statistics.stdev(vals) if len(vals) > 1 else math.nan
             print(f"{name + ' ' if name else ''}{args.x}={xv}: {args.y}={mean:.4g}"
                   f"{'' if math.isnan(sd) else f' ± {sd:.2g}'} (n={len(vals)})")
-    fig = plot(series, args.x, args.y, args.logx, args.logy, str(args.sweep_dir))
+    fig = plot(series, args.x, args.y, args.logx, args.logy, args.title or str(args.sweep_dir))
     out = args.out or args.sweep_dir / f"plot_{args.y}_vs_{args.x.replace('.', '_')}.png"
     fig.savefig(out, dpi=110)
     print(out)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import warnings
 
+import numpy as np
 import ot
 import torch
 from scipy.optimize import linear_sum_assignment
@@ -225,16 +226,31 @@ def sinkhorn_log(C: Tensor, a: Tensor, b: Tensor, eps: float, tol: float = 1e-6,
     return plan, (f, g + eps * lv), it
 
 
+def assignment(C: np.ndarray) -> np.ndarray:
+    """The optimal permutation for a square cost ``C: (n, n)`` (uniform weights).
+
+    POT's network simplex (``ot.emd``) returns a vertex of the Birkhoff polytope, i.e. a
+    permutation matrix, 2.5-4x faster than ``scipy.optimize.linear_sum_assignment`` at
+    n = 256-512; should a degenerate plan not be one, the assignment solver decides.
+    """
+    n = C.shape[0]
+    w = np.full(n, 1.0 / n)
+    plan = ot.emd(w, w, C)
+    perm = plan.argmax(1)
+    if np.unique(perm).size == n and np.allclose(plan[np.arange(n), perm], 1.0 / n):
+        return perm
+    return linear_sum_assignment(C)[1]
+
+
 def minibatch_pair(x0: Tensor, x1: Tensor, method: str = "exact", sigma: float | None = None,
                    generator: torch.Generator | None = None, *, tol: float = 1e-4,
                    max_iter: int = 1000, warn: bool = False) -> tuple[Tensor, Tensor]:
     """Re-pair a minibatch by an OT plan (OT-CFM / SB-CFM, Tong et al. 2024).
 
     ``exact`` with ``n == m`` (uniform weights) solves the assignment problem
-    (``scipy.optimize.linear_sum_assignment``; an optimal plan is a permutation) on the
-    cost in the input's precision and returns ``(x0, x1[perm])``. Otherwise the plan is
-    solved with :func:`solve_coupling` and ``n`` pairs ``(i, j) ~ P`` are drawn with
-    replacement: ``(x0[i], x1[j])``.
+    (:func:`assignment`; an optimal plan is a permutation) and returns
+    ``(x0, x1[perm])``. Otherwise the plan is solved with :func:`solve_coupling` and
+    ``n`` pairs ``(i, j) ~ P`` are drawn with replacement: ``(x0[i], x1[j])``.
     ``independent`` returns the batch unchanged.
 
     Args:
@@ -246,9 +262,7 @@ def minibatch_pair(x0: Tensor, x1: Tensor, method: str = "exact", sigma: float |
     if method == "independent":
         return x0, x1
     if method == "exact" and x0.shape[0] == x1.shape[0]:
-        dtype = x0.dtype if x0.dtype in (torch.float32, torch.float64) else torch.float64
-        C = half_sq_dists(x0, x1, dtype).cpu().numpy()
-        _, perm = linear_sum_assignment(C)
+        perm = assignment(half_sq_dists(x0, x1, torch.float64).cpu().numpy())
         return x0, x1[torch.as_tensor(perm, device=x1.device)]
     res = solve_coupling(x0, x1, method=method, sigma=sigma, tol=tol, max_iter=max_iter,
                          warn=warn)

@@ -181,6 +181,6 @@ class DDPM(ScoreSDE):
         """:meth:`ScoreSDE.metrics` plus ``nll_elbo`` (the chain's bound, nats per sample)."""
         out = super().metrics(nets, x0, result, target)
         if self.likelihood:
-            x = target[: self.nll_points]
+            x = target[: self.nll_points_for(target)]
             out["nll_elbo"] = float(self.nll_elbo(nets, x, torch.Generator().manual_seed(0)).mean())
         return out

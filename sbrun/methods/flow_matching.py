@@ -110,8 +110,8 @@ class FlowMatching(Method):
         reflow_pairs: size of the pair set regenerated before each reflow round.
         reflow_steps: Euler steps of the ODE that generates the reflow pairs.
         energy_steps: Euler steps of the path-energy metric (0: no energy metrics).
-        energy_points: source points the path-energy metric moves (images: at most 256 of
-            them, 100 network calls each).
+        energy_points: source points the path-energy metric moves (images: at most 64 of
+            them, ``energy_steps`` network calls each).
     """
 
     name = "flow-matching"
@@ -208,7 +208,7 @@ class FlowMatching(Method):
         """``path_energy``, ``ot_cost`` and ``normalized_path_energy`` (module docstring)."""
         if not self.energy_steps:
             return {}
-        n = self.energy_points if x0.dim() <= 2 else min(self.energy_points, 256)
+        n = self.energy_points if x0.dim() <= 2 else min(self.energy_points, 64)
         x0, target = x0[:n], target[:n]
         _, energy = euler_energy(self.drift(nets), x0, self.energy_steps)
         pe = float(energy.mean())

@@ -250,4 +250,6 @@ def image_metrics(generated: Tensor, reference: Tensor, cfg, reference_name: str
             _SCORERS[key] = FID(load_extractor(extractor, path), extractor, ref, reference_name,
                                 device=device)
         out.update(_SCORERS[key](gen))
+        if extractor == "classifier":  # which classifier: its test accuracy, saved with it
+            out["fid_classifier_accuracy"] = float(load_extractor(extractor, path).accuracy)
     return out

@@ -127,6 +127,8 @@ class Evaluator:
         not after training."""
         from sbrun.metrics.fid import FID_KINDS, load_extractor
 
+        if self.cfg.method_metrics not in ("every", "final", "none"):
+            raise ConfigError(f"eval.method_metrics={self.cfg.method_metrics}; valid: every, final, none")
         for key in ("fid", "final_fid"):
             if getattr(self.cfg, key) not in FID_KINDS:
                 raise ConfigError(f"eval.{key}={getattr(self.cfg, key)}; valid: {', '.join(FID_KINDS)}")
@@ -155,7 +157,9 @@ class Evaluator:
         return out
 
     @torch.no_grad()
-    def __call__(self, nets, step: int, phase=None) -> dict:
+    def __call__(self, nets, step: int, phase=None, final: bool = True) -> dict:
+        """Metrics of ``nets`` at ``step``; ``final``: the run's last evaluation (the method's
+        own metrics, e.g. likelihoods, run only there with ``eval.method_metrics=final``)."""
         t0 = time.perf_counter()
         nets.eval()
         res = self._transport(nets, self.source, "forward")
@@ -165,8 +169,9 @@ class Evaluator:
         if "backward" in self.method.directions:
             backward = self._transport(nets, self.target, "backward")
             metrics.update(self._score(backward.x, self.source, self.floor_backward, "_backward"))
-        metrics.update(self.method.metrics(nets, self.source.to(self.device), res,
-                                           self.target.to(self.device)))
+        if self.cfg.method_metrics == "every" or (final and self.cfg.method_metrics == "final"):
+            metrics.update(self.method.metrics(nets, self.source.to(self.device), res,
+                                               self.target.to(self.device)))
         metrics.update(self._kl_density(res.x))
         if self.cfg.fid != "none" and res.x.dim() == 4:
             metrics.update(self._fid(res.x, self.cfg.fid))

@@ -154,7 +154,10 @@ def run(cfg: DictConfig, run_dir: str | Path, group: str | None = None,
     logger = make_logger(cfg, run_dir, resumed=ckpt is not None, group=group, tags=tuple(tags))
     try:
         def evaluate(nets, step, phase):
-            metrics = evaluator(nets, step, phase)
+            last = len(trainer.phases) - 1  # the end of the last phase, or a finished run
+            final = trainer.phase_idx > last or (trainer.phase_idx == last
+                                                 and trainer.phase_step >= phase.steps)
+            metrics = evaluator(nets, step, phase, final=final)
             logger.log_metrics({"phase": phase.name, **metrics}, step)
             if cfg.eval.figures and cfg.eval.figures_each_eval:
                 figs = make_figures(evaluator.last, [], f"{run_title(cfg, c)} — {phase.name}")

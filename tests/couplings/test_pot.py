@@ -185,6 +185,22 @@ def test_minibatch_exact_is_optimal_assignment():
     assert cost == pytest.approx(solve_coupling(x, y, method="exact").cost, rel=1e-10)
 
 
+@pytest.mark.parametrize("n", [1, 7, 256])
+def test_assignment_matches_the_hungarian_solver_also_with_ties(n):
+    import numpy as np
+    from scipy.optimize import linear_sum_assignment
+
+    from sbrun.couplings.pot import assignment
+
+    x, y = _clouds(n, n, d=2, seed=n)
+    for C in (half_sq_dists(x, y, F64).numpy(), np.zeros((n, n)),  # all ties
+              np.round(half_sq_dists(x, y, F64).numpy())):  # many ties
+        perm = assignment(C)
+        assert sorted(perm.tolist()) == list(range(n))
+        r, c = linear_sum_assignment(C)
+        assert C[np.arange(n), perm].sum() == pytest.approx(C[r, c].sum(), abs=1e-9)
+
+
 def test_minibatch_entropic_pairs_are_rows_of_the_batch():
     x, y = _clouds(128, 128, seed=8)
     x0, x1 = minibatch_pair(x, y, method="sinkhorn_log", sigma=0.005,

@@ -159,6 +159,7 @@ def test_run_reports_fid_per_evaluation_and_final_fid_once_at_the_end(cli, tmp_p
     evals = [r for r in rows if "w2" in r]
     assert [r["step"] for r in evals] == [2, 4]
     assert all(r["fid_classifier"] > 0 and r["fid_n"] == 8 for r in evals)
+    assert evals[0]["fid_classifier_accuracy"] == pytest.approx(load_classifier(clf).accuracy)
     final = json.loads((run_dir / "metrics.json").read_text())
     assert final["final_fid_seconds"] > 0 and final["fid_classifier"] > 0
 

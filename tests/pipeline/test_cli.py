@@ -53,6 +53,7 @@ def test_npz_point_clouds_any_dim(cli, tmp_path):
         (["data=npz", "data.target_path=/nonexistent/b.npz"], "no such file"),
         (["resume=true"], "no checkpoint"),
         (["trainer.lr=1e30"], "non-finite loss"),
+        (["eval.method_metrics=sometimes"], "eval.method_metrics=sometimes"),
     ],
 )
 def test_bad_input_is_one_clear_error(cli, args, message):
@@ -60,6 +61,18 @@ def test_bad_input_is_one_clear_error(cli, args, message):
     assert proc.returncode != 0
     assert message in proc.stderr, proc.stderr[-1500:]
     assert "Traceback" not in proc.stderr
+
+
+def test_method_metrics_at_the_final_evaluation_only(cli):
+    """``eval.method_metrics=final``: the method's own (expensive) metrics, here flow
+    matching's path energy, only at the last evaluation; ``every`` at each one."""
+    for when, expected in (("final", [False, True]), ("every", [True, True])):
+        proc, run_dir = cli(*SMOKE, "trainer.eval_every=10", f"eval.method_metrics={when}")
+        assert proc.returncode == 0, proc.stderr[-1500:]
+        rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        evals = [r for r in rows if "w2" in r]
+        assert [r["step"] for r in evals] == [10, 20]
+        assert ["path_energy" in r for r in evals] == expected
 
 
 def test_npz_errors(cli, tmp_path):
