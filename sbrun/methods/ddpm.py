@@ -58,6 +58,11 @@ class DDPM(ScoreSDE):
             chain's variational bound, ``-ELBO >= -log p``). With ``loss=mu`` only
             ``nll_elbo`` is meaningful: the score recovered from ``mu_theta`` divides its
             error by ``beta_i`` and the probability flow diverges.
+        clip_x0: ancestral sampling through the predicted ``x0 = (x - sqrt(1 - abar) eps) /
+            sqrt(abar)`` clipped to the data range ``[-1, 1]`` (Ho et al.'s sampler), then
+            the posterior mean ``q(x_j | x_i, x0)``; without the clip this equals eq. 11.
+            ``auto``: on images. Keeps respaced chains (few, long jumps) from amplifying an
+            imperfect ``eps`` by ``1 / sqrt(alpha)`` per jump.
         sampler, nll_points, divergence, nll_rtol, nll_atol, noise_draws: as
             :class:`ScoreSDE`.
     """
@@ -66,12 +71,15 @@ class DDPM(ScoreSDE):
 
     def __init__(self, T: int = 1000, loss: str = "eps", likelihood: bool = True,
                  sampler: str = "auto", nll_points: int = 500, divergence: str = "auto",
-                 nll_rtol: float = 1e-5, nll_atol: float = 1e-5, noise_draws: int = 1):
+                 nll_rtol: float = 1e-5, nll_atol: float = 1e-5, noise_draws: int = 1,
+                 clip_x0: bool | str = "auto"):
         super().__init__("uniform", sampler, likelihood, nll_points, divergence, nll_rtol,
                          nll_atol, noise_draws)
         if loss not in LOSSES:
             raise ConfigError(f"unknown method.loss '{loss}'; valid: {', '.join(LOSSES)}")
-        self.T, self.loss_type = int(T), loss
+        if clip_x0 not in (True, False, "auto"):
+            raise ConfigError(f"method.clip_x0 must be true, false or auto, got {clip_x0}")
+        self.T, self.loss_type, self.clip_x0 = int(T), loss, clip_x0
 
     def bind(self, problem: Problem, sde: ReferenceSDE) -> None:
         if not isinstance(sde, VP):
@@ -86,6 +94,7 @@ class DDPM(ScoreSDE):
         self.kernel_var = torch.cat([var.new_zeros(1), var])  # (T+1,), index i
         w = c.betas**2 / (2 * var * c.alphas * (1 - abar[1:]))
         self.elbo_weight = torch.cat([w.new_zeros(1), w])
+        self.clip = self.clip_x0 is True or (self.clip_x0 == "auto" and len(problem.shape) == 3)
 
     # -- the network at chain index i (or noising time s = i / T) -----------------------
     def _index(self, s: Tensor) -> Tensor:
@@ -139,7 +148,11 @@ class DDPM(ScoreSDE):
             eps = self.eps(nets, x, torch.full((x.shape[0],), i / self.T, device=x.device))
             ai, aj = abar[i].item(), abar[j].item()
             alpha = torch.tensor(ai / aj, dtype=x.dtype)
-            if via == "mu":
+            if via == "mu" and self.clip:
+                x0 = ((x - math.sqrt(1 - ai) * eps) / math.sqrt(ai)).clamp(-1, 1)
+                mean = (math.sqrt(aj) * (1 - ai / aj) * x0
+                        + math.sqrt(ai / aj) * (1 - aj) * x) / (1 - ai)
+            elif via == "mu":
                 mean = mean_from_eps(x, eps, alpha, torch.tensor(ai, dtype=x.dtype))
             else:
                 mean = mean_from_score(x, -eps / math.sqrt(1 - ai), alpha)

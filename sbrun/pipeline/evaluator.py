@@ -63,7 +63,7 @@ class Evaluator:
         if data.problem.paired:
             self.source = data.source.heldout(len(self.target), seed)
             self.target = data.target.heldout(len(self.target), seed)
-        self._check_fid()
+        self._check_options()
         self.floor = self._w2(self.target, self.target_b)
         self.floor_backward = self._w2(self.source, self.source_b)
         self.last: Evaluation | None = None
@@ -122,9 +122,9 @@ class Evaluator:
             out[f"kl{suffix}"] = kl
         return out
 
-    def _check_fid(self) -> None:
-        """A bad ``eval.fid`` / ``eval.final_fid`` or a missing extractor file fails now,
-        not after training."""
+    def _check_options(self) -> None:
+        """A bad ``eval.method_metrics``, ``eval.fid`` or ``eval.final_fid``, or a missing FID
+        extractor file, fails now, not after training."""
         from sbrun.metrics.fid import FID_KINDS, load_extractor
 
         if self.cfg.method_metrics not in ("every", "final", "none"):

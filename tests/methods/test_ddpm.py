@@ -71,6 +71,35 @@ def test_mean_and_score_parameterisations_give_the_same_sampler(steps):
     torch.testing.assert_close(law.std.expand(500, 1), q.std.expand(500, 1))
 
 
+@pytest.mark.parametrize("steps", [100, 20])
+def test_clipped_sampler_steps_to_the_posterior_of_the_clipped_x0(steps):
+    """clip_x0: the kernel mean is q(x_j | x_i, clamp(x0_hat, -1, 1)), also respaced; the
+    same as eq. 11 where x0_hat is inside [-1, 1]; auto clips on images only."""
+    method, nets = ddpm(T=100, clip_x0=True), random_net()
+    c, i, j = method.chain, 100, 100 - 100 // steps
+    x = 3 * torch.randn(500, 2, dtype=F64)
+    eps = nets["net"](x, torch.full((500,), i / 100, dtype=F64))
+    x0_hat = (x - (1 - c.alphas_bar[i]).sqrt() * eps) / c.alphas_bar[i].sqrt()
+    clipped = x0_hat.clamp(-1, 1)
+    assert not torch.equal(clipped, x0_hat)  # the clip is active on some rows
+    law = method.kernel(nets)(torch.zeros(500, dtype=F64),
+                              torch.full((500,), 1 / steps, dtype=F64), x)
+    torch.testing.assert_close(law.mean, c.posterior(j, i, clipped, x).mean)
+    inside = (x0_hat.abs() <= 1).all(1)
+    plain = ddpm(T=100, clip_x0=False).kernel(nets)(torch.zeros(500, dtype=F64),
+                                                    torch.full((500,), 1 / steps, dtype=F64), x)
+    torch.testing.assert_close(law.mean[inside], plain.mean[inside])
+    assert ddpm(T=100).clip is False  # auto: 2D data is not clipped
+    from sbrun.data.distributions import Empirical
+
+    imgs = torch.rand(16, 1, 4, 4) * 2 - 1
+    images = DDPM(T=100)
+    images.bind(Problem("img", Empirical(imgs, imgs[:8])), VP())
+    assert images.clip is True  # auto: (C, H, W) data in [-1, 1] is clipped
+    with pytest.raises(ConfigError, match="clip_x0"):
+        DDPM(clip_x0="sometimes")
+
+
 def test_slide_formulas_agree():
     ab, alpha = torch.tensor(0.3, dtype=F64), torch.tensor(0.97, dtype=F64)
     x, eps = torch.randn(7, 2, dtype=F64), torch.randn(7, 2, dtype=F64)
