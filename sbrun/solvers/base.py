@@ -54,6 +54,12 @@ def time_grid(steps: int, t0: float = 0.0, t1: float = 1.0, device=None) -> Tens
     return torch.linspace(t0, t1, steps + 1, device=device)
 
 
+def step_times(grid: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+    """``grid`` on ``x``'s device and dtype, and its step sizes ``(len(grid) - 1,)``."""
+    ts = grid.to(x.device, x.dtype)
+    return ts, torch.diff(ts)
+
+
 class PathRecorder:
     """Keeps the first ``keep`` rows of every state (for trajectory figures)."""
 

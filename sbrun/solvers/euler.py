@@ -5,11 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from sbrun.solvers.base import Diffusion, Drift, PathRecorder, SolveResult
-
-
-def _step_times(grid: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
-    return grid.to(x.device, x.dtype), torch.diff(grid).to(x.device, x.dtype)
+from sbrun.solvers.base import Diffusion, Drift, PathRecorder, SolveResult, step_times
 
 
 @torch.no_grad()
@@ -24,7 +20,7 @@ def euler(
     keep: int | None = None,
 ) -> SolveResult:
     """Explicit Euler for ``dx = drift(t, x) dt``: ``x_{k+1} = x_k + h_k drift(t_k, x_k)``."""
-    ts, hs = _step_times(grid, x)
+    ts, hs = step_times(grid, x)
     rec = PathRecorder(keep)
     rec(x)
     for k, h in enumerate(hs):
@@ -53,7 +49,7 @@ def euler_maruyama(
     ``noise_last_step=False`` returns the mean of the last step (a common denoising
     trick for diffusion samplers); without a diffusion this is plain Euler.
     """
-    ts, hs = _step_times(grid, x)
+    ts, hs = step_times(grid, x)
     rec = PathRecorder(keep)
     rec(x)
     view = (-1,) + (1,) * (x.ndim - 1)

@@ -12,12 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from sbrun.solvers.base import Diffusion, Drift, PathRecorder, SolveResult
-
-
-def _times(grid: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
-    ts = grid.to(x.device, x.dtype)
-    return ts, torch.diff(ts)
+from sbrun.solvers.base import Diffusion, Drift, PathRecorder, SolveResult, step_times
 
 
 @torch.no_grad()
@@ -32,7 +27,7 @@ def heun(
     keep: int | None = None,
 ) -> SolveResult:
     """Heun for ``dx = drift(t, x) dt``; 2 drift evaluations per step."""
-    ts, hs = _times(grid, x)
+    ts, hs = step_times(grid, x)
     rec = PathRecorder(keep)
     rec(x)
     for k, h in enumerate(hs):
@@ -63,7 +58,7 @@ def heun_sde(
     ``x~ = x + h f(t, x) + g(t) dW``; ``x' = x + h/2 (f(t, x) + f(t', x~)) + (g(t) + g(t'))/2 dW``.
     ``noise_last_step=False`` makes the last step a plain Heun step (a denoising step).
     """
-    ts, hs = _times(grid, x)
+    ts, hs = step_times(grid, x)
     rec = PathRecorder(keep)
     rec(x)
     view = (-1,) + (1,) * (x.ndim - 1)

@@ -56,10 +56,9 @@ def test_loss_is_minimised_by_the_oracle():
     assert worse.item() == pytest.approx(best.item() + 2 * 0.1**2, rel=0.02)
 
 
-def test_sigma_path_has_brownian_bridge_marginals():
-    """SB-CFM path: x_t ~ N((1-t) x0 + t x1, sigma^2 t(1-t)) and its target velocity."""
-    sigma = 0.7
-    fm = FlowMatching(sigma=sigma)
+def spy_loss(fm: FlowMatching, seed: int, n: int = 100_000):
+    """The loss of a zero network on ``x0 = 0 -> x1 = 1`` (1D, ``n`` rows), with the ``x``
+    and ``t`` the network was called with: ``({"x": ..., "t": ...}, loss)``."""
     seen = {}
 
     class Spy(nn.Module):
@@ -67,11 +66,17 @@ def test_sigma_path_has_brownian_bridge_marginals():
             seen["x"], seen["t"] = x, t
             return torch.zeros_like(x)
 
-    n = 100_000
-    x0 = torch.zeros(n, 1, dtype=torch.float64)
-    x1 = torch.ones(n, 1, dtype=torch.float64)
-    fm.loss(nn.ModuleDict({"net": Spy()}), Batch(x0, x1, torch.Generator().manual_seed(3)),
-            Phase("train", 1))
+    x0, x1 = torch.zeros(n, 1, dtype=torch.float64), torch.ones(n, 1, dtype=torch.float64)
+    out = fm.loss(nn.ModuleDict({"net": Spy()}), Batch(x0, x1, torch.Generator().manual_seed(seed)),
+                  Phase("train", 1))
+    return seen, out.loss
+
+
+def test_sigma_path_has_brownian_bridge_marginals():
+    """SB-CFM path: x_t ~ N((1-t) x0 + t x1, sigma^2 t(1-t)) and its target velocity."""
+    sigma = 0.7
+    fm = FlowMatching(sigma=sigma)
+    seen, _ = spy_loss(fm, seed=3)
     t, x = seen["t"].double(), seen["x"][:, 0]
     resid = (x - t) / (sigma * (t * (1 - t)).sqrt())
     assert abs(resid.mean().item()) < 0.02 and abs(resid.std().item() - 1) < 0.02
@@ -138,17 +143,7 @@ def test_path_oracles_transport_and_minimise_the_loss(kw):
 def test_constant_sigma_schedule_blurs_the_straight_path():
     """I-CFM (Tong et al.): x_t = (1-t) x0 + t x1 + sigma z, target x1 - x0."""
     fm = FlowMatching(sigma=0.3, sigma_schedule="constant")
-    seen = {}
-
-    class Spy(nn.Module):
-        def forward(self, x, t):
-            seen["x"], seen["t"] = x, t
-            return torch.zeros_like(x)
-
-    n = 100_000
-    x0, x1 = torch.zeros(n, 1, dtype=torch.float64), torch.ones(n, 1, dtype=torch.float64)
-    loss = fm.loss(nn.ModuleDict({"net": Spy()}), Batch(x0, x1, torch.Generator().manual_seed(6)),
-                   Phase("train", 1)).loss
+    seen, loss = spy_loss(fm, seed=6)
     resid = (seen["x"][:, 0] - seen["t"]) / 0.3
     assert abs(resid.mean().item()) < 0.02 and abs(resid.std().item() - 1) < 0.02
     assert loss.item() == pytest.approx(1.0)  # |0 - (x1 - x0)|^2 = 1 for every row
