@@ -16,7 +16,7 @@ from dataclasses import replace
 from functools import partial, update_wrapper
 
 from sbrun.errors import ConfigError
-from sbrun.solvers.adaptive import adaptive
+from sbrun.solvers.adaptive import ADAPTIVE_SCHEMES, adaptive
 from sbrun.solvers.ancestral import ancestral
 from sbrun.solvers.base import Solver, SolveResult, time_grid
 from sbrun.solvers.euler import euler, euler_maruyama
@@ -25,15 +25,22 @@ from sbrun.solvers.ode import ode
 from sbrun.solvers.pc import pc
 from sbrun.solvers.rk4 import rk4
 
+# Declared orders (checked by tests/solvers/test_orders.py): ODE schemes their classical
+# order; stochastic schemes the weak order of the moments under additive noise g(t) dW.
+# ``ode``/``adaptive`` report the order of their configured ``scheme`` (see configure).
+SCHEME_ORDERS: dict[str, float] = {"euler": 1.0, "heun": 2.0, "rk4": 4.0, "dopri5": 5.0,
+                                   "dopri8": 8.0, "bosh3": 3.0, "fehlberg2": 2.0,
+                                   "adaptive_heun": 2.0}
+
 SOLVERS: dict[str, Solver] = {
     "euler": Solver(euler, order=1.0, stochastic=False),
-    "euler_maruyama": Solver(euler_maruyama, order=0.5, stochastic=True),
+    "euler_maruyama": Solver(euler_maruyama, order=1.0, stochastic=True),
     "heun": Solver(heun, order=2.0, stochastic=False),
-    "heun_sde": Solver(heun_sde, order=1.0, stochastic=True),  # strong order, additive noise
+    "heun_sde": Solver(heun_sde, order=2.0, stochastic=True),
     "rk4": Solver(rk4, order=4.0, stochastic=False),
-    "adaptive": Solver(adaptive, order=5.0, stochastic=False),  # dopri5 by default
-    "ode": Solver(ode, order=4.0, stochastic=False),  # order of the default scheme (rk4)
-    "pc": Solver(pc, order=0.5, stochastic=True),
+    "adaptive": Solver(adaptive, order=SCHEME_ORDERS["dopri5"], stochastic=False),
+    "ode": Solver(ode, order=SCHEME_ORDERS["rk4"], stochastic=False),
+    "pc": Solver(pc, order=1.0, stochastic=True),  # its Euler–Maruyama predictor's
     "ancestral": Solver(ancestral, order=1.0, stochastic=True),
 }
 
@@ -54,11 +61,19 @@ def _params(solver: Solver) -> set[str]:
 
 
 def configure(solver: Solver, **options) -> Solver:
-    """``solver`` with the ``options`` its function takes bound (others do not apply to it)."""
+    """``solver`` with the ``options`` its function takes bound (others do not apply to it);
+    a ``scheme`` option sets the declared order to the scheme's (an unknown one is refused)."""
     kw = {k: v for k, v in options.items() if k in _params(solver)}
     if not kw:
         return solver
-    return replace(solver, fn=update_wrapper(partial(solver.fn, **kw), solver.fn))
+    order = solver.order
+    if "scheme" in kw:
+        valid = SCHEME_ORDERS if solver.fn is ode else ADAPTIVE_SCHEMES
+        if kw["scheme"] not in valid:
+            raise ConfigError(f"unknown solver.scheme '{kw['scheme']}' for solver="
+                              f"{solver.fn.__name__}; valid: {', '.join(valid)}")
+        order = SCHEME_ORDERS[kw["scheme"]]
+    return replace(solver, fn=update_wrapper(partial(solver.fn, **kw), solver.fn), order=order)
 
 
 def solver_extras(solver: Solver, **available) -> dict:
@@ -83,5 +98,5 @@ def check_solver(solver: Solver, method) -> None:
                           "or method.sampler=ode")
 
 
-__all__ = ["SOLVERS", "REQUIRES", "Solver", "SolveResult", "check_solver", "configure",
+__all__ = ["SOLVERS", "SCHEME_ORDERS", "REQUIRES", "Solver", "SolveResult", "check_solver", "configure",
            "get_solver", "solver_extras", "time_grid"]

@@ -14,40 +14,23 @@ import torch
 from torch import Tensor
 
 from sbrun.errors import ConfigError
-from sbrun.solvers.base import Diffusion, Drift, PathRecorder, SolveResult
+from sbrun.solvers.base import Diffusion, Drift, SolveResult, StepContext, integrate
 
 
-@torch.no_grad()
-def ancestral(
-    drift: Drift,
-    x: Tensor,
-    grid: Tensor,
-    *,
-    diffusion: Diffusion | None = None,
-    generator: torch.Generator | None = None,
-    callback=None,
-    keep: int | None = None,
-    kernel=None,
-    noise_last_step: bool = False,
-) -> SolveResult:
+def ancestral_step(ctx: StepContext, t: Tensor, t_next: Tensor, h: Tensor, x: Tensor) -> Tensor:
+    """A draw of ``kernel(t, t_next, x)`` (its mean on a noise-free step); one evaluation."""
+    law = ctx.extras["kernel"](t, t_next, x)
+    return law.mean + law.std * ctx.randn(x) if ctx.noisy else law.mean
+
+
+def ancestral(drift: Drift, x: Tensor, grid: Tensor, *, diffusion: Diffusion | None = None,
+              generator: torch.Generator | None = None, callback=None, keep: int | None = None,
+              kernel=None, noise_last_step: bool = False) -> SolveResult:
     """``x_{k+1} ~ kernel(t_k, t_{k+1}, x_k)``; the last step returns the kernel's mean
     unless ``noise_last_step`` (DDPM's ``z = 0`` at ``t = 1``)."""
     if kernel is None:
         raise ConfigError("solver=ancestral needs a discrete reverse chain (a Gaussian kernel), "
                           "which only diffusion methods have (method=ddpm or score-sde); use an "
                           "ODE/SDE solver (euler, heun, rk4, ode, euler_maruyama) instead")
-    ts = grid.to(x.device, x.dtype)
-    rec = PathRecorder(keep)
-    rec(x)
-    n = len(ts) - 1
-    for k in range(n):
-        b = x.shape[0]
-        law = kernel(ts[k].expand(b), ts[k + 1].expand(b), x)
-        x = law.mean
-        if noise_last_step or k < n - 1:
-            z = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
-            x = x + law.std * z
-        rec(x)
-        if callback is not None:
-            callback({"k": k, "t": ts[k + 1], "x": x})
-    return SolveResult(x=x, nfe=n, t=ts, path=rec.result())
+    return integrate(ancestral_step, 1, drift, x, grid, generator=generator, callback=callback,
+                     keep=keep, noise_last_step=noise_last_step, noise=True, kernel=kernel)

@@ -17,7 +17,8 @@ import torch
 from torch import Tensor
 
 from sbrun.errors import ConfigError
-from sbrun.solvers.base import Diffusion, Drift, PathRecorder, SolveResult
+from sbrun.solvers.base import Diffusion, Drift, SolveResult, StepContext, integrate
+from sbrun.solvers.euler import euler_step
 
 
 def _mean_norm(v: Tensor) -> Tensor:
@@ -34,21 +35,17 @@ def langevin(score, t: Tensor, x: Tensor, snr: float, generator) -> Tensor:
     return x + eps * grad + (2 * eps).sqrt() * z
 
 
-@torch.no_grad()
-def pc(
-    drift: Drift,
-    x: Tensor,
-    grid: Tensor,
-    *,
-    diffusion: Diffusion | None = None,
-    generator: torch.Generator | None = None,
-    callback=None,
-    keep: int | None = None,
-    score=None,
-    snr: float = 0.16,
-    corrector_steps: int = 1,
-    noise_last_step: bool = True,
-) -> SolveResult:
+def pc_step(ctx: StepContext, t: Tensor, t_next: Tensor, h: Tensor, x: Tensor) -> Tensor:
+    """``corrector_steps`` Langevin steps at ``t``, then one Euler–Maruyama predictor step."""
+    for _ in range(ctx.extras["corrector_steps"]):
+        x = langevin(ctx.extras["score"], t, x, ctx.extras["snr"], ctx.generator)
+    return euler_step(ctx, t, t_next, h, x)
+
+
+def pc(drift: Drift, x: Tensor, grid: Tensor, *, diffusion: Diffusion | None = None,
+       generator: torch.Generator | None = None, callback=None, keep: int | None = None,
+       score=None, snr: float = 0.16, corrector_steps: int = 1,
+       noise_last_step: bool = True) -> SolveResult:
     """Predictor (Euler–Maruyama) + Langevin corrector; needs the method's ``score``."""
     if score is None:
         raise ConfigError("solver=pc needs the score of the marginals for its Langevin "
@@ -56,20 +53,7 @@ def pc(
     if snr <= 0 or corrector_steps < 0:
         raise ConfigError(f"solver.snr must be > 0 and corrector_steps >= 0, got {snr}, "
                           f"{corrector_steps}")
-    ts = grid.to(x.device, x.dtype)
-    hs = torch.diff(ts)
-    rec = PathRecorder(keep)
-    rec(x)
-    view = (-1,) + (1,) * (x.ndim - 1)
-    for k, h in enumerate(hs):
-        t = ts[k].expand(x.shape[0])
-        for _ in range(corrector_steps):
-            x = langevin(score, t, x, snr, generator)
-        x = x + h * drift(t, x)  # predictor: Euler–Maruyama
-        if diffusion is not None and (noise_last_step or k < len(hs) - 1):
-            z = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
-            x = x + diffusion(t).to(x.dtype).reshape(view) * h.abs().sqrt() * z
-        rec(x)
-        if callback is not None:
-            callback({"k": k, "t": ts[k + 1], "x": x})
-    return SolveResult(x=x, nfe=(1 + corrector_steps) * len(hs), t=ts, path=rec.result())
+    return integrate(pc_step, 1 + corrector_steps, drift, x, grid, diffusion=diffusion,
+                     generator=generator, callback=callback, keep=keep,
+                     noise_last_step=noise_last_step, score=score, snr=snr,
+                     corrector_steps=corrector_steps)
