@@ -1,11 +1,15 @@
 """Every method trains, samples and is evaluated on images through the same pipeline.
 
 Tiny fake MNIST files (written by the test), a tiny UNet, a handful of steps: the point is
-that the shapes flow through every method's losses, samplers, metrics and figures.
+that the shapes flow through every method's losses, samplers, metrics and figures, and that
+the reported numbers are the ones of the saved samples.
 """
 
 import json
+import math
 
+import numpy as np
+import ot
 import pytest
 from image_files import write_fake_image_root, write_mnist_like
 
@@ -40,5 +44,13 @@ def test_method_runs_on_images(name, root, cli):
     proc, run_dir = cli("+experiment=mnist_cpu", *method, f"data.root={root}", *TINY, *extra)
     assert proc.returncode == 0, proc.stderr[-2000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["w2"] > 0 and metrics["w2_floor"] > 0
+    samples = np.load(run_dir / "samples.npz")
+    x1, target = samples["x1"], samples["target"]
+    assert x1.shape == target.shape == (8, 1, 28, 28) and np.isfinite(x1).all()
+    assert target.min() >= -1 and target.max() <= 1  # the held-out MNIST-like images
+    # the reported W2 is the exact W2 of the saved samples (8 points: no subsampling)
+    cost = ((x1.reshape(8, 1, -1) - target.reshape(1, 8, -1)) ** 2).sum(-1).astype(np.float64)
+    exact = math.sqrt(ot.emd2(np.full(8, 1 / 8), np.full(8, 1 / 8), cost))
+    assert metrics["w2"] == pytest.approx(exact, rel=1e-4)
+    assert 0 < metrics["w2_floor"] < 2 * math.sqrt(784)  # two sets of [-1, 1] images
     assert any((run_dir / "figures").glob("*.png"))
