@@ -60,3 +60,22 @@ def test_a_sweep_over_sde_sigma_changes_every_bridge_method(method, tmp_path):
     sigmas = [json.loads((sweep / str(k) / "metrics.json").read_text())["oracle_sigma"]
               for k in (0, 1)]
     assert sigmas == [0.3, 3.0]
+
+
+def test_transport_repeats_draw_the_conditional_law(cli):
+    """``sbrun-transport --repeats K``: K different draws per point for a bridge method; a
+    deterministic method refuses K > 1 (K copies of one point would pass for a law)."""
+    from sbrun.errors import ConfigError
+    from sbrun.transport import transport_points
+
+    proc, rd = cli(*SMOKE, "method.coupling=entropic_ot", "solver=euler_maruyama")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    x = np.zeros((3, 2), dtype=np.float32)
+    out = transport_points(rd, x, repeats=5)
+    assert out["x1"].shape == (3, 5, 2)
+    assert np.ptp(out["x1"][0], axis=0).min() > 0.01  # five different draws of x1 | x0
+    proc, rd = cli(*SMOKE, "method.coupling=exact_ot")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with pytest.raises(ConfigError, match="deterministically"):
+        transport_points(rd, x, repeats=2)
+    assert transport_points(rd, x)["x1"].shape == (3, 2)
