@@ -4,6 +4,7 @@
     python scripts/bench_sb.py --methods eot flow-matching --dims 2 16 --sigmas 1
     python scripts/bench_sb.py --dims 2 -o trainer.steps=500     # any sbrun overrides, for all
     python scripts/bench_sb.py --jsonl sb.jsonl                  # append one row per run
+    python scripts/bench_sb.py --score-run outputs/<date>/<time>  # score a finished sbrun run
 
 Grid: every bridge-capable method (eot, dsb, flow-matching as [SF]2M, the stochastic
 interpolant as the bridge, and every other ``conf/method`` whose default build claims a
@@ -85,11 +86,73 @@ def bridge_methods() -> dict[str, list[str]]:
     return out
 
 
-def run_one(method: str, extra: list[str], d: int, sigma: float, overrides: list[str],
-            points: int, repeats: int, seed: int = 0) -> dict:
+def score(method, nets, solver, grid, problem, bridge: float, points: int, repeats: int,
+          seed: int, transport=None) -> dict:
+    """cB-W2-UVP (with its floor), plan BW2-UVP and W2 ratio of a trained method.
+
+    ``transport(x, k) -> (n, k, d)``: ``k`` draws per row of ``x`` (default: the method's
+    own ``transport`` on ``x`` repeated ``k`` times, in chunks)."""
     from sbrun.couplings.gaussian import Gaussian, gaussian_sb_conditional
     from sbrun.metrics.distances import w2
     from sbrun.metrics.gaussian import cbw2_uvp, plan_error
+
+    gen = torch.Generator().manual_seed(seed + 1)
+    if transport is None:
+        def transport(x, k):
+            xr = x.repeat_interleave(k, 0)
+            out = torch.cat([method.transport(nets, chunk, solver, grid, generator=gen).x
+                             for chunk in xr.split(8192)])
+            return out.reshape(x.shape[0], k, -1)
+
+    g0 = Gaussian(problem.source.mean, problem.source.cov)
+    g1 = Gaussian(problem.target.mean, problem.target.cov)
+    d = g0.dim
+    with torch.no_grad():
+        x0 = problem.source.heldout(points, seed + 10)
+        k = repeats if method.stochastic else 1
+        cb = cbw2_uvp(x0.double(), transport(x0, k).double(), g0, g1, bridge)
+        mean, cov = gaussian_sb_conditional(g0, g1, bridge, x0)
+        z = torch.randn(points, k, d, generator=gen, dtype=torch.float64)
+        floor = cbw2_uvp(x0.double(), mean[:, None] + z @ torch.linalg.cholesky(cov).T,
+                         g0, g1, bridge)
+        xp = problem.source.heldout(2000, seed + 20)
+        yp = transport(xp, 1)[:, 0].float()
+        plan = plan_error(xp.double(), yp.double(), g0, g1, bridge)
+        ta, tb = problem.target.heldout(2000, seed + 30), problem.target.heldout(2000, seed + 31)
+        wg = torch.Generator().manual_seed(0)
+        ratio = w2(yp, ta, max_points=2000, generator=wg) / w2(tb, ta, max_points=2000,
+                                                                  generator=wg)
+    return {"cbw2_uvp": cb, "floor": floor, "plan_bw2_uvp": plan, "w2_ratio": ratio,
+            "repeats": k}
+
+
+def score_run(run_dir: str, points: int, repeats: int, seed: int = 0) -> dict:
+    """Score a finished ``data=gaussian2gaussian`` run through ``sbrun-transport``'s
+    ``transport_points`` (``--repeats K``)."""
+    from omegaconf import OmegaConf
+
+    from sbrun.pipeline.build import build
+    from sbrun.transport import transport_points
+
+    cfg = OmegaConf.load(Path(run_dir) / ".hydra" / "config.yaml")
+    cfg.device = "cpu"
+    c = build(cfg)
+    bridge = c.method.bridge_sigma()
+
+    def transport(x, k):
+        out = transport_points(run_dir, x.numpy(), repeats=k, seed=seed)["x1"]
+        return torch.as_tensor(out).reshape(x.shape[0], k, -1)
+
+    t0 = time.perf_counter()
+    row = score(c.method, None, None, None, c.problem, bridge, points, repeats, seed, transport)
+    metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
+    return {"method": c.method.name, "d": int(cfg.data.dim), "sigma": float(cfg.sde.sigma), **row,
+            "train_s": metrics.get("train_seconds"), "eval_s": time.perf_counter() - t0,
+            "steps": metrics.get("steps"), "load": os.getloadavg()[0], "options": f"run {run_dir}"}
+
+
+def run_one(method: str, extra: list[str], d: int, sigma: float, overrides: list[str],
+            points: int, repeats: int, seed: int = 0) -> dict:
     from sbrun.pipeline.build import build
     from sbrun.pipeline.trainer import Trainer
     from sbrun.solvers import check_solver, time_grid
@@ -116,29 +179,10 @@ def run_one(method: str, extra: list[str], d: int, sigma: float, overrides: list
                                generator=gen)
     train_s = time.perf_counter() - t0
     nets.eval()
-    g0 = Gaussian(c.problem.source.mean, c.problem.source.cov)
-    g1 = Gaussian(c.problem.target.mean, c.problem.target.cov)
     t1 = time.perf_counter()
-    with torch.no_grad():
-        x0 = c.problem.source.heldout(points, seed + 10)
-        k = repeats if c.method.stochastic else 1
-        x1 = torch.cat([c.method.transport(nets, chunk, c.solver, grid, generator=gen).x
-                        for chunk in x0.repeat_interleave(k, 0).split(8192)])
-        cb = cbw2_uvp(x0.double(), x1.double().reshape(points, k, -1), g0, g1, bridge)
-        mean, cov = gaussian_sb_conditional(g0, g1, bridge, x0)
-        z = torch.randn(points, k, d, generator=gen, dtype=torch.float64)
-        floor = cbw2_uvp(x0.double(), mean[:, None] + z @ torch.linalg.cholesky(cov).T,
-                         g0, g1, bridge)
-        xp = c.problem.source.heldout(2000, seed + 20)
-        yp = c.method.transport(nets, xp, c.solver, grid, generator=gen).x
-        plan = plan_error(xp.double(), yp.double(), g0, g1, bridge)
-        ta, tb = c.problem.target.heldout(2000, seed + 30), c.problem.target.heldout(2000, seed + 31)
-        wg = torch.Generator().manual_seed(0)
-        ratio = w2(yp, ta, max_points=2000, generator=wg) / w2(tb, ta, max_points=2000,
-                                                                  generator=wg)
-    return {"method": method, "d": d, "sigma": sigma, "cbw2_uvp": cb, "floor": floor,
-            "plan_bw2_uvp": plan, "w2_ratio": ratio, "train_s": train_s,
-            "eval_s": time.perf_counter() - t1, "steps": trainer.step, "repeats": k,
+    row = score(c.method, nets, c.solver, grid, c.problem, bridge, points, repeats, seed)
+    return {"method": method, "d": d, "sigma": sigma, **row, "train_s": train_s,
+            "eval_s": time.perf_counter() - t1, "steps": trainer.step,
             "load": os.getloadavg()[0], "options": " ".join(extra + overrides)}
 
 
@@ -162,7 +206,18 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jsonl", default=None, help="append every finished row to this file")
     p.add_argument("-o", "--overrides", nargs="*", default=[], help="sbrun overrides for all runs")
+    p.add_argument("--score-run", nargs="*", default=None, metavar="RUN_DIR",
+                   help="only score these finished data=gaussian2gaussian runs")
     a = p.parse_args(argv)
+    if a.score_run:
+        rows = [score_run(r, a.points, a.repeats, a.seed) for r in a.score_run]
+        for row in rows:
+            print(json.dumps(row), flush=True)
+            if a.jsonl:
+                with open(a.jsonl, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+        print("\n" + table(rows))
+        return 0
     methods = bridge_methods()
     if a.methods:
         unknown = [m for m in a.methods if m not in methods]
