@@ -5,6 +5,7 @@
     python scripts/bench_sb.py --dims 2 -o trainer.steps=500     # any sbrun overrides, for all
     python scripts/bench_sb.py --jsonl sb.jsonl                  # append one row per run
     python scripts/bench_sb.py --score-run outputs/<date>/<time>  # score a finished sbrun run
+    python scripts/bench_sb.py --table sb.jsonl                  # the markdown table of a file
 
 Grid: every bridge-capable method (eot, dsb, flow-matching as [SF]2M, the stochastic
 interpolant as the bridge, and every other ``conf/method`` whose default build claims a
@@ -188,10 +189,12 @@ def run_one(method: str, extra: list[str], d: int, sigma: float, overrides: list
 
 def table(rows: list[dict]) -> str:
     keys = ["method", "d", "sigma", "cbw2_uvp", "floor", "plan_bw2_uvp", "w2_ratio", "train_s",
-            "load"]
+            "steps", "load"]
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     for r in rows:
         cells = [f"{r[k]:.3g}" if isinstance(r.get(k), float) else str(r.get(k, "")) for k in keys]
+        if "error" in r:
+            cells[3] = f"failed: {r['error'][:80]}"
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -208,7 +211,11 @@ def main(argv=None) -> int:
     p.add_argument("-o", "--overrides", nargs="*", default=[], help="sbrun overrides for all runs")
     p.add_argument("--score-run", nargs="*", default=None, metavar="RUN_DIR",
                    help="only score these finished data=gaussian2gaussian runs")
+    p.add_argument("--table", default=None, metavar="JSONL", help="only print this file's table")
     a = p.parse_args(argv)
+    if a.table:
+        print(table([json.loads(line) for line in Path(a.table).read_text().splitlines() if line]))
+        return 0
     if a.score_run:
         rows = [score_run(r, a.points, a.repeats, a.seed) for r in a.score_run]
         for row in rows:
