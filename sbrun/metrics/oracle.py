@@ -3,8 +3,9 @@
 When both marginals are Gaussian the Schrödinger bridge of the reference
 ``dX = sigma dW`` is known in closed form (Bunne et al. 2023; Janati et al. 2020).
 Every method that claims a bridge (``Method.bridge_sigma()`` not ``None``; a
-``Method.stochastic`` one with ``repeats`` draws per point) is scored against it: the conditional BW2-UVP of its coupling
-(cB-W2-UVP, Gushchin et al. 2023) and the BW2-UVP of its joint plan, both in %.
+``Method.stochastic`` one with ``repeats`` draws per point) is scored against it: the
+conditional BW2-UVP of its coupling (cB-W2-UVP, Gushchin et al. 2023) and the BW2-UVP
+of its joint plan, both in %.
 """
 
 from __future__ import annotations

@@ -78,7 +78,6 @@ def test_bad_options():
     with pytest.raises(ConfigError, match="solver"):
         EOT(solver="nope")
     from sbrun.data.problems import toy as _toy
-
     from sbrun.sde import VP
 
     with pytest.raises(ConfigError, match="Brownian"):
