@@ -15,7 +15,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from sbrun.config import register_configs
+from sbrun.config import register_configs, removed_option
 
 register_configs()
 
@@ -66,6 +66,10 @@ def _main(cfg: DictConfig) -> float | None:
 def main() -> None:
     from sbrun import sweep
 
+    removed = removed_option(sys.argv[1:])
+    if removed:
+        _fail(removed)
+        sys.exit(2)
     _main()
     if sweep.FAILED_JOBS:
         sys.exit(1)

@@ -97,6 +97,30 @@ class Config:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
 
 
+# Options that were removed, with the one-line message that points to their replacement
+# (the reference's sigma has one name, sde.sigma). The CLI refuses them on the command line
+# before Hydra composes (Hydra's own "not in struct" error would not say where they went);
+# the methods refuse them when a saved config or ``+method.<key>=`` passes them.
+REMOVED_OPTIONS = {
+    "method.sigma": "method.sigma is gone: the Brownian bridge's sigma is the reference's, "
+                    "sde.sigma (I-/OT-CFM's constant path width is method.blur)",
+    "method.coupling_sigma": "method.coupling_sigma is gone: the entropic coupling's "
+                             "eps = sigma^2 reads the reference's sde.sigma",
+    "method.sigma_schedule": "method.sigma_schedule is gone: use method.path_noise="
+                             "bridge|constant|auto (bridge width sde.sigma, constant width "
+                             "method.blur)",
+}
+
+
+def removed_option(args: list[str]) -> str | None:
+    """The message for the first command-line override of a removed option, else None."""
+    for arg in args:
+        key = arg.split("=", 1)[0].lstrip("+~").strip()
+        if "=" in arg and key in REMOVED_OPTIONS:
+            return REMOVED_OPTIONS[key]
+    return None
+
+
 def register_configs() -> None:
     """Register the schemas (idempotent)."""
     from hydra.core.config_store import ConfigStore

@@ -38,6 +38,11 @@ def transport_points(run_dir: str | Path, x, steps: int | None = None, repeats: 
     c = build(cfg)
     if direction not in c.method.directions:
         raise ConfigError(f"{c.method.name} learns directions {c.method.directions}, not {direction}")
+    if repeats < 1:
+        raise ConfigError(f"--repeats must be >= 1, got {repeats}")
+    if repeats > 1 and not c.method.stochastic:
+        raise ConfigError(f"--repeats {repeats}: this {c.method.name} run transports deterministically "
+                          "(x1 is a function of x0), every repeat would be the same point")
     state = load_checkpoint(ckpt, map_location=c.device)
     c.nets.load_state_dict(state["ema"])
     c.nets.eval()

@@ -119,6 +119,38 @@ def gaussian_sb_marginal(g0: Gaussian, g1: Gaussian, sigma: float, t: float) -> 
     return Gaussian((1 - t) * g0.mean + t * g1.mean, cov)
 
 
+def gaussian_sb_fields(g0: Gaussian, g1: Gaussian, sigma: float):
+    """Closed-form velocity and score of the SB marginals (a test oracle for [SF]2M).
+
+    With ``x_t = (1-t) x0 + t x1 + sigma sqrt(t(1-t)) z`` under the SB plan, the
+    probability-flow velocity is ``v(t, x) = E[x1 - x0 + (1-2t)/(2 t(1-t)) (x_t - mu_t)
+    | x_t = x] = m1 - m0 + K_t (x - m_t)``, ``K_t = [(1-t)(C^T - A) + t (B - C) +
+    (1-2t)/2 sigma^2 I] Sigma_t^{-1}``, and the score ``s(t, x) = -Sigma_t^{-1} (x - m_t)``
+    (``m_t``, ``Sigma_t``: :func:`gaussian_sb_marginal`). ``dX = [v + sigma^2/2 s] dt +
+    sigma dW`` is then the Schrödinger bridge (Tong et al. 2024, [SF]2M).
+
+    Returns ``(velocity, score)``, each ``f(t: float, x: (n, d)) -> (n, d)`` float64, for
+    ``0 < t < 1``.
+    """
+    C = gaussian_cross_cov(g0, g1, sigma)
+    eye = torch.eye(g0.dim, dtype=torch.float64, device=g0.cov.device)
+
+    def _marginal(t: float):
+        m = gaussian_sb_marginal(g0, g1, sigma, t)
+        return m.mean, torch.linalg.inv(m.cov)
+
+    def velocity(t: float, x: Tensor) -> Tensor:
+        mt, P = _marginal(t)
+        cov_ux = (1 - t) * (C.T - g0.cov) + t * (g1.cov - C) + 0.5 * (1 - 2 * t) * sigma**2 * eye
+        return g1.mean - g0.mean + (x.double() - mt) @ (cov_ux @ P).T
+
+    def score(t: float, x: Tensor) -> Tensor:
+        mt, P = _marginal(t)
+        return -(x.double() - mt) @ P
+
+    return velocity, score
+
+
 def gaussian_sb_conditional(g0: Gaussian, g1: Gaussian, sigma: float,
                             x0: Tensor) -> tuple[Tensor, Tensor]:
     """Law of ``x1 | x0`` under the SB plan.

@@ -73,11 +73,27 @@ class Method:
     generative_only: bool = False  # diffusion models start from their prior only
     directions: tuple[str, ...] = ("forward",)  # evaluated transports (DSB adds backward)
     sampler_label: str | None = None  # figure titles: how it samples, when not the solver
+    # Declared capabilities (read by the pipeline, the oracle and sbrun-transport; set as
+    # class attributes or in ``__init__`` / ``bind`` when they depend on the options):
+    # ``uses_reference``: the method reads the reference process ``sde`` (its sigma, its
+    # drift, ...); ``False`` (multimarginal, flow matching with a non-entropic coupling and
+    # no bridge noise) makes an explicit ``sde=...`` / ``sde.*`` override a ConfigError.
+    uses_reference: bool = True
+    # ``stochastic``: a transport is random (x1 | x0 is a distribution), so the oracle and
+    # ``sbrun-transport --repeats K`` draw K samples per source point.
+    stochastic: bool = False
+    reference_hint: str = ""  # appended to the refusal of an sde override: how to get one
 
     def bind(self, problem: Problem, sde: ReferenceSDE) -> None:
         """Called once by ``build``: the method sees the problem and the reference."""
         self.problem = problem
         self.sde = sde
+
+    def bridge_sigma(self) -> float | None:
+        """The sigma of the Schrödinger bridge (reference ``dX = sigma dW``) the method
+        claims to sample, read from the bound ``self.sde.sigma``; ``None`` when it claims
+        no bridge (the default). The Gaussian oracle scores a run against this bridge."""
+        return None
 
     def phases(self, steps: int) -> list[Phase]:
         """Training stages; by default one of ``steps`` steps on every network."""

@@ -43,7 +43,6 @@ from sbrun.errors import ConfigError
 from sbrun.methods.base import Batch, LossOutput, Method, Phase
 from sbrun.methods.dsb_chain import MeanFn, ReferenceChain, TrajectoryCache, gamma_schedule, run_chain
 from sbrun.sde.base import ReferenceSDE, expand_t
-from sbrun.sde.noising import NoisingSDE
 from sbrun.solvers import Solver, SolveResult
 
 NET = {"forward": "F", "backward": "B"}
@@ -72,6 +71,7 @@ class DSB(Method):
     name = "dsb"
     networks = ("F", "B")
     directions = ("forward", "backward")
+    stochastic = True  # Gaussian chains: x1 | x0 is a distribution
 
     def __init__(self, ipf_iters: int = 10, num_steps: int = 50, T: float = 1.0,
                  schedule: str = "constant", gamma_ratio: float = 10.0, spacing: str = "linear",
@@ -104,8 +104,12 @@ class DSB(Method):
             start = "target" if problem.generative else "source"
         self.reference = ReferenceChain(sde, self.gammas, start)
         self.t, self.h, self.std = self.reference.t, self.reference.h, self.reference.std
-        if isinstance(sde, NoisingSDE):
-            self.prior = sde.prior_distribution(problem.shape)  # VE: N(0, sigma_max^2 I)
+        self.prior = sde.prior_distribution(problem.shape)  # VE: N(0, sigma_max^2 I)
+
+    def bridge_sigma(self) -> float | None:
+        """The Brownian reference's ``sde.sigma`` (IPF converges to its bridge); ``None`` for
+        a noising reference (VP, VE, ...), whose bridge has no Gaussian closed form here."""
+        return None if self.sde.sigma is None else float(self.sde.sigma)
 
     def phases(self, steps: int) -> list[Phase]:
         """Per IPF iteration ``n``: train the net that reverses the reference's direction on

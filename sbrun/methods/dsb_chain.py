@@ -18,7 +18,6 @@ from torch import Tensor
 
 from sbrun.errors import ConfigError
 from sbrun.sde.base import ReferenceSDE, expand_t
-from sbrun.sde.noising import NoisingSDE
 
 SCHEDULES = ("constant", "symmetric")
 SPACINGS = ("linear", "geometric")
@@ -61,11 +60,10 @@ class ReferenceChain:
 
     The reference starts at one end (``start="source"``: ``t = 0``, moving forward;
     ``"target"``: ``t = 1``, moving backward) and runs in its own time ``r``: ``r = t``
-    or ``r = 1 - t``. A noising SDE (VP, VE, ...; data at ``s = 0``) maps ``r`` to
-    ``s = s_min + (1 - s_min) r`` and steps by its exact linear kernel
-    ``x' = (alpha_s' / alpha_s) x + sqrt(var_s' - (alpha_s'/alpha_s)^2 var_s) z``;
-    another reference (Brownian: ``dX = sigma dW``, exact) by Euler-Maruyama,
-    ``x' = x + dr f(r, x) + g(r) sqrt(dr) z``.
+    or ``r = 1 - t``, and steps by its exact linear kernel ``sde.transition(r, r')``:
+    ``x' = scale x + std z`` (Brownian ``dX = sigma dW``: ``scale = 1``, ``std = sigma
+    sqrt(dr)``; a noising SDE, VP, VE, ..., with data at ``r = 0``: ``alpha_s' / alpha_s``
+    and ``sqrt(var_s' - scale^2 var_s)`` at ``s = s_min + (1 - s_min) r``).
 
     Attributes:
         t: ``(N+1,)`` float64 grid; ``h``: ``(N,)`` step lengths; ``std``: ``(N,)``
@@ -83,14 +81,8 @@ class ReferenceChain:
         # the reference's own time at the state it leaves (a) and reaches (b) on each step
         r = self.t if start == "source" else 1.0 - self.t
         ra, rb = (r[:-1], r[1:]) if start == "source" else (r[1:], r[:-1])
-        self._ra, self._dr = ra, rb - ra
-        if isinstance(sde, NoisingSDE):
-            sa, sb = (sde.s_min + (1 - sde.s_min) * u for u in (ra, rb))
-            self._scale = (sde.log_alpha(sb) - sde.log_alpha(sa)).exp()
-            self.std = (sde.var(sb) - self._scale**2 * sde.var(sa)).clamp_min(0).sqrt()
-        else:
-            self._scale = None
-            self.std = sde.diffusion(ra).to(torch.float64) * self._dr.sqrt()
+        scale, std = sde.transition(ra, rb)
+        self._scale, self.std = scale.to(torch.float64), std.to(torch.float64)
         if not bool((self.std > 0).all()):
             raise ConfigError("the reference adds no noise on some DSB step: DSB needs a "
                               "non-degenerate reference (sde.sigma > 0, beta_max > beta_min)")
@@ -106,10 +98,7 @@ class ReferenceChain:
 
     def mean(self, k: Tensor, x: Tensor) -> Tensor:
         """Mean of the reference's next state on step ``k: (B,)`` from ``x: (B, *D)``."""
-        if self._scale is not None:
-            return expand_t(self._scale.to(x.device)[k], x).to(x.dtype) * x
-        ra = self._ra.to(x.device)[k].to(x.dtype)
-        return x + expand_t(self._dr.to(x.device)[k], x).to(x.dtype) * self.sde.drift(ra, x)
+        return expand_t(self._scale.to(x.device)[k], x).to(x.dtype) * x
 
 
 def run_chain(mean_fn: MeanFn, x: Tensor, std: Tensor, direction: str,

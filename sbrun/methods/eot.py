@@ -62,12 +62,17 @@ class EOT(Method):
     # -- setup ---------------------------------------------------------------------
     def bind(self, problem, sde) -> None:
         super().bind(problem, sde)
-        if getattr(sde, "name", "") != "brownian":
-            raise ConfigError("method=eot needs the Brownian reference (sde=brownian)")
+        if sde.sigma is None:
+            raise ConfigError(f"method=eot needs a Brownian reference dX = sigma dW "
+                              f"(sde=brownian), got sde={sde.name}")
         self.sigma = float(sde.sigma)
         self.stochastic = self.map != "barycentric"
         self.sampler_label = {"plan": "plan + exact Brownian bridges",
                               "barycentric": "barycentric map, straight paths"}.get(self.map)
+
+    def bridge_sigma(self) -> float | None:
+        """``sde.sigma``: the plan is the static SB of ``dX = sigma dW`` (``eps = sigma^2``)."""
+        return float(self.sde.sigma)
 
     @property
     def eps(self) -> float:

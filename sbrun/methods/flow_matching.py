@@ -2,19 +2,25 @@
 minibatch-OT couplings and rectified-flow reflow (Liu et al. 2023).
 
 Regress ``v(x_t, t)`` on the conditional velocity of a path between coupled pairs
-``(x0, x1)`` (:mod:`sbrun.sde.interpolants`)::
+``(x0, x1)`` (:mod:`sbrun.sde.interpolants`), ``path=linear`` (``alpha = 1 - t``,
+``beta = t``: the straight path) or ``trigonometric`` (variance preserving). The path's
+noise (``path_noise``) is one of two different things:
 
-    x_t = alpha_t x0 + beta_t x1 + sigma sqrt(t (1 - t)) z,
-    u_t = d_alpha_t x0 + d_beta_t x1 + sigma (1 - 2t) / (2 sqrt(t (1 - t))) z,
+* ``bridge``: Brownian bridges of the reference ``dX = sigma dW`` (``sigma = sde.sigma``,
+  the run's one sigma), ``x_t = alpha_t x0 + beta_t x1 + sigma sqrt(t(1-t)) z``. With the
+  entropic coupling (``eps = sigma^2``) and the linear path this is [SF]2M (Tong et al.
+  2024, "Simulation-free Schrödinger bridges via score and flow matching"): the score
+  ``s`` of the marginals is learned next to the velocity (one network, two heads; loss
+  ``|lambda_t s + z|^2``, ``lambda_t = sigma sqrt(t(1-t))``) and ``x1 | x0`` is sampled from
+  the Schrödinger bridge's SDE ``dX = [v + sigma^2/2 s] dt + sigma dW``
+  (``sampler=ode``: the probability-flow ODE ``dX = v dt``, same marginals, a map).
+* ``constant``: I-CFM / OT-CFM's blur of the whole path, ``x_t = mu_t + blur z``,
+  ``u_t = d_alpha x0 + d_beta x1`` (``method.blur``, not a reference: ``blur = 0`` gives
+  the straight, deterministic path); sampled with the ODE ``dx = v(x, t) dt``.
 
-with ``path=linear`` (``alpha = 1 - t``, ``beta = t``: the straight path) or
-``trigonometric`` (variance preserving). ``sigma > 0`` samples Brownian bridges of the
-reference ``dX = sigma dW`` between the pairs (SB-CFM when the coupling is the entropic
-plan with ``eps = sigma^2``); ``sigma_schedule=constant`` instead blurs the whole path by
-``sigma`` (``x_t = mu_t + sigma z``, ``u_t = d_alpha x0 + d_beta x1``: I-CFM / OT-CFM of
-Tong et al.), and ``auto`` picks the bridge for ``entropic_ot``, the constant otherwise
-(Tong et al.'s three named variants). Samples follow the ODE ``dx = v(x, t) dt`` from the
-source at ``t = 0``.
+``path_noise=auto`` picks the bridge for ``entropic_ot``, the constant blur otherwise
+(Tong et al.'s three named variants). Only the bridge and the entropic coupling read the
+reference (``uses_reference``); otherwise an explicit ``sde.*`` override is refused.
 
 Couplings (:func:`couple`): ``independent``, ``exact_ot`` and ``entropic_ot`` (POT
 minibatch plans, Tong et al. 2024, Sec. 3.2) and ``paired`` (the pairs of a paired data
@@ -43,7 +49,15 @@ from sbrun.sde.interpolants import make_interpolant
 
 COUPLINGS = ("independent", "exact_ot", "entropic_ot", "paired")
 FM_PATHS = ("linear", "trigonometric")
-SIGMA_SCHEDULES = ("bridge", "constant", "auto")
+PATH_NOISES = ("auto", "bridge", "constant")
+SAMPLERS = ("auto", "sde", "ode")
+def refuse_removed(**given) -> None:
+    """A one-line error for a removed option that was passed (not ``None``)."""
+    from sbrun.config import REMOVED_OPTIONS
+
+    for key, value in given.items():
+        if value is not None:
+            raise ConfigError(REMOVED_OPTIONS[f"method.{key}"])
 
 
 def couple(batch: Batch, coupling: str, sigma: float | None, paired_data: bool) -> tuple[Tensor, Tensor]:
@@ -70,11 +84,9 @@ def couple(batch: Batch, coupling: str, sigma: float | None, paired_data: bool) 
     return minibatch_pair(x0, x1, method=method, sigma=sigma, generator=batch.generator)
 
 
-def check_coupling(coupling: str, coupling_sigma: float | None) -> None:
+def check_coupling(coupling: str) -> None:
     if coupling not in COUPLINGS:
         raise ConfigError(f"unknown method.coupling '{coupling}'; valid: {', '.join(COUPLINGS)}")
-    if coupling == "entropic_ot" and not (coupling_sigma or 0) > 0:
-        raise ConfigError("method.coupling=entropic_ot needs method.sigma (or coupling_sigma) > 0")
 
 
 @torch.no_grad()
@@ -94,18 +106,20 @@ def euler_energy(drift, x: Tensor, steps: int) -> tuple[Tensor, Tensor]:
 
 
 class FlowMatching(Method):
-    """Conditional flow matching with a minibatch coupling.
+    """Conditional flow matching with a minibatch coupling; [SF]2M on Brownian-bridge paths.
 
     Args:
-        sigma: width of the Gaussian path (a *sigma*: the std is ``sigma sqrt(t(1-t))``,
-            a Brownian bridge, or ``sigma`` with ``sigma_schedule=constant``); 0 gives the
-            deterministic path.
-        coupling: ``independent`` | ``exact_ot`` | ``entropic_ot`` | ``paired``.
-        coupling_sigma: sigma of the entropic coupling (eps = sigma^2); defaults to
-            ``sigma`` (SB-CFM: plan and bridge share the reference).
+        coupling: ``independent`` | ``exact_ot`` | ``entropic_ot`` (the minibatch plan of
+            the reference: ``eps = sde.sigma^2``) | ``paired``.
         path: ``linear`` (straight) | ``trigonometric`` (variance preserving).
-        sigma_schedule: ``bridge`` (``sigma sqrt(t(1-t))``) | ``constant`` (``sigma``) |
-            ``auto`` (bridge for ``entropic_ot``, constant otherwise).
+        path_noise: ``bridge`` (Brownian bridges of the reference ``dX = sde.sigma dW``:
+            std ``sde.sigma sqrt(t(1-t))``; a score is learned next to the velocity) |
+            ``constant`` (I-/OT-CFM's blur of std ``blur`` along the whole path) | ``auto``
+            (``bridge`` for ``entropic_ot``, ``constant`` otherwise).
+        blur: std of the ``constant`` path blur (Tong et al.'s I-/OT-CFM ``sigma``, e.g.
+            0.1); not a reference: it has no bridge and no entropic plan. 0: straight paths.
+        sampler: ``auto`` (the bridge SDE ``dX = [v + sigma^2/2 s] dt + sigma dW`` on bridge
+            paths, the ODE ``dX = v dt`` otherwise) | ``sde`` | ``ode``.
         reflow: rounds of rectified-flow reflow after the first training (0: none).
         reflow_pairs: size of the pair set regenerated before each reflow round.
         reflow_steps: Euler steps of the ODE that generates the reflow pairs.
@@ -115,39 +129,87 @@ class FlowMatching(Method):
     """
 
     name = "flow-matching"
+    solver_extras = ()
+    reference_hint = "a reference is read by method.coupling=entropic_ot or method.path_noise=bridge"
 
-    def __init__(self, sigma: float = 0.0, coupling: str = "independent",
-                 coupling_sigma: float | None = None, path: str = "linear",
-                 sigma_schedule: str = "bridge", reflow: int = 0,
-                 reflow_pairs: int = 10_000, reflow_steps: int = 100, energy_steps: int = 100,
-                 energy_points: int = 2000):
-        if sigma < 0:
-            raise ConfigError(f"method.sigma must be >= 0, got {sigma}")
+    def __init__(self, coupling: str = "independent", path: str = "linear",
+                 path_noise: str = "auto", blur: float = 0.0, sampler: str = "auto",
+                 reflow: int = 0, reflow_pairs: int = 10_000, reflow_steps: int = 100,
+                 energy_steps: int = 100, energy_points: int = 2000,
+                 sigma: float | None = None, coupling_sigma: float | None = None,
+                 sigma_schedule: str | None = None):
+        refuse_removed(sigma=sigma, coupling_sigma=coupling_sigma, sigma_schedule=sigma_schedule)
         if path not in FM_PATHS:
             raise ConfigError(f"unknown method.path '{path}' for flow matching; valid: "
                               f"{', '.join(FM_PATHS)} (encoder_decoder: method=stochastic-interpolant)")
-        if sigma_schedule not in SIGMA_SCHEDULES:
-            raise ConfigError(f"unknown method.sigma_schedule '{sigma_schedule}'; valid: "
-                              f"{', '.join(SIGMA_SCHEDULES)}")
+        for key, value, valid in (("path_noise", path_noise, PATH_NOISES),
+                                  ("sampler", sampler, SAMPLERS)):
+            if value not in valid:
+                raise ConfigError(f"unknown method.{key} '{value}'; valid: {', '.join(valid)}")
+        if not blur >= 0:
+            raise ConfigError(f"method.blur must be >= 0, got {blur}")
         for key, value, low in (("reflow", reflow, 0), ("reflow_pairs", reflow_pairs, 1),
                                 ("reflow_steps", reflow_steps, 1), ("energy_steps", energy_steps, 0),
                                 ("energy_points", energy_points, 1)):
             if value < low:
                 raise ConfigError(f"method.{key} must be >= {low}, got {value}")
-        self.sigma = float(sigma)
-        self.coupling_sigma = coupling_sigma if coupling_sigma is not None else sigma
-        check_coupling(coupling, self.coupling_sigma)
-        self.coupling, self.path = coupling, path
-        if sigma_schedule == "auto":
-            sigma_schedule = "bridge" if coupling == "entropic_ot" else "constant"
-        self.sigma_schedule = sigma_schedule
-        latent = "sqrt" if sigma_schedule == "bridge" else "constant"
-        self.interpolant = make_interpolant(path, latent, self.sigma**2)
+        check_coupling(coupling)
+        if path_noise == "auto":
+            path_noise = "bridge" if coupling == "entropic_ot" else "constant"
+        if path_noise == "bridge" and blur > 0:
+            raise ConfigError("method.blur is the constant path's width; bridge paths take "
+                              "theirs from the reference (sde.sigma): drop method.blur or set "
+                              "method.path_noise=constant")
+        self.bridge = path_noise == "bridge"
+        if sampler == "sde" and not self.bridge:
+            raise ConfigError("method.sampler=sde samples the Schrödinger bridge and needs bridge "
+                              "paths (method.path_noise=bridge or coupling=entropic_ot)")
+        self.coupling, self.path, self.path_noise, self.blur = coupling, path, path_noise, float(blur)
+        self.sampler = sampler
+        self.sde_sampling = self.bridge and sampler != "ode"
+        self.uses_reference = self.bridge or coupling == "entropic_ot"
+        self.stochastic = self.sde_sampling
+        self.networks = ("net",)
         self.reflow, self.reflow_pairs, self.reflow_steps = int(reflow), int(reflow_pairs), int(reflow_steps)
+        if self.reflow and self.bridge:
+            raise ConfigError("method.reflow regenerates pairs with the ODE of straight paths: "
+                              "use it without bridge paths (method.path_noise=constant)")
         self.energy_steps = int(energy_steps)
         self.energy_points = int(energy_points)
         self.pairs: tuple[Tensor, Tensor] | None = None  # reflow pair set of the current round
         self._ot_cache: dict = {}
+        if not self.bridge:
+            self.interpolant = make_interpolant(path, "constant", self.blur**2)
+
+    def bind(self, problem, sde) -> None:
+        """Bridge paths are Brownian bridges of ``sde`` (``dX = sigma dW``)."""
+        super().bind(problem, sde)
+        if self.uses_reference and sde.sigma is None:
+            raise ConfigError(f"method=flow-matching with coupling={self.coupling}, "
+                              f"path_noise={self.path_noise} needs a Brownian reference "
+                              f"dX = sigma dW (sde=brownian), got sde={sde.name}")
+        if self.bridge:
+            self.interpolant = make_interpolant(self.path, "sqrt", sde.sigma**2)
+
+    @property
+    def reference_sigma(self) -> float:
+        """The reference's sigma (bridge paths, entropic coupling): ``sde.sigma``."""
+        return float(self.sde.sigma)
+
+    def bridge_sigma(self) -> float | None:
+        """``sde.sigma`` when the method samples the Schrödinger bridge: entropic coupling,
+        Brownian-bridge paths of the linear path, the bridge SDE ([SF]2M)."""
+        if self.coupling == "entropic_ot" and self.bridge and self.path == "linear":
+            return float(self.sde.sigma)
+        return None
+
+    @property
+    def samples_sde(self) -> bool:
+        """The bridge SDE needs a stochastic solver (checked before training)."""
+        return self.sde_sampling
+
+    def model_kwargs(self, name: str) -> dict:
+        return {"out_mult": 2} if self.bridge else {}
 
     # -- training -------------------------------------------------------------------------
     def phases(self, steps: int) -> list[Phase]:
@@ -166,7 +228,7 @@ class FlowMatching(Method):
 
         x0 = ctx["data"].source.sample(self.reflow_pairs, ctx["generator"]).to(ctx["device"])
         grid = time_grid(self.reflow_steps)
-        x1 = torch.cat([self.transport(nets, chunk, get_solver("euler"), grid).x
+        x1 = torch.cat([get_solver("euler")(self.drift(nets, sde=False), chunk, grid).x
                         for chunk in x0.split(4096)])
         self.pairs = (x0, x1.detach())
 
@@ -177,21 +239,58 @@ class FlowMatching(Method):
                                 generator=batch.generator).to(batch.x1.device)
             return self.pairs[0][idx], self.pairs[1][idx]
         paired = bool(getattr(getattr(self, "problem", None), "paired", False))
-        return couple(batch, self.coupling, self.coupling_sigma, paired)
+        sigma = self.reference_sigma if self.coupling == "entropic_ot" else None
+        return couple(batch, self.coupling, sigma, paired)
+
+    def fields(self, nets: nn.ModuleDict, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor | None]:
+        """``(v, s)`` at ``x: (B, *D)``, ``t: (B,)``: the velocity and, on bridge paths, the
+        score of the marginals (one network, two output heads)."""
+        out = nets["net"](x, t)
+        return (out[:, 0], out[:, 1]) if self.bridge else (out, None)
 
     def loss(self, nets: nn.ModuleDict, batch: Batch, phase: Phase) -> LossOutput:
         x0, x1 = self.pair(batch)
         t = batch.rand(x0.shape[0])
-        z = batch.randn_like(x0) if self.sigma > 0 else None
-        xt = self.interpolant.sample(t, x0, x1, z)
-        u = self.interpolant.velocity(t, x0, x1, z, gamma_min=1e-4 * self.sigma)
-        v = nets["net"](xt, t)
-        loss = (v - u).pow(2).reshape(v.shape[0], -1).sum(1).mean()
-        return LossOutput(loss, {"loss": loss.item()})
+        if not self.bridge:
+            z = batch.randn_like(x0) if self.blur > 0 else None
+            xt = self.interpolant.sample(t, x0, x1, z)
+            u = self.interpolant.velocity(t, x0, x1, z)
+            v = nets["net"](xt, t)
+            loss = (v - u).pow(2).reshape(v.shape[0], -1).sum(1).mean()
+            return LossOutput(loss, {"loss": loss.item()})
+        # [SF]2M (Tong et al. 2024): antithetic bridge draws x_t = mu_t +- lambda_t z,
+        # u_t = x1 - x0 +- lambda_t' z, and the lambda_t^2-weighted score regression
+        # |lambda_t s(x_t) + z|^2 (the conditional score is -z / lambda_t)
+        z = batch.randn_like(x0)
+        c = self.interpolant.coefficients(t, x0)
+        mean = c.alpha_t * x0 + c.beta_t * x1
+        d_mean = c.d_alpha_t * x0 + c.d_beta_t * x1
+        d_lam = c.gamma_d_gamma_t / c.gamma_t.clamp_min(1e-4 * self.reference_sigma)
+        mean, d_mean, d_lam, lam, t = (torch.cat([a, a]) for a in (mean, d_mean, d_lam, c.gamma_t, t))
+        z = torch.cat([z, -z])
+        v, s = self.fields(nets, mean + lam * z, t)
+        loss_v = (v - d_mean - d_lam * z).pow(2).reshape(v.shape[0], -1).sum(1).mean()
+        loss_s = (lam * s + z).pow(2).reshape(s.shape[0], -1).sum(1).mean()
+        loss = loss_v + loss_s
+        return LossOutput(loss, {"loss": loss.item(), "loss_v": loss_v.item(),
+                                 "loss_s": loss_s.item()})
 
-    def drift(self, nets: nn.ModuleDict, direction: str = "forward"):
-        net = nets["net"]
-        return lambda t, x: net(x, t)
+    def drift(self, nets: nn.ModuleDict, direction: str = "forward", sde: bool | None = None):
+        """``v`` (the probability-flow ODE) or ``v + sigma^2/2 s`` (the bridge SDE)."""
+        sde = self.sde_sampling if sde is None else sde
+        half_var = 0.5 * self.reference_sigma**2 if sde else 0.0
+
+        def f(t: Tensor, x: Tensor) -> Tensor:
+            v, s = self.fields(nets, x, t)
+            return v + half_var * s if sde else v
+
+        return f
+
+    def diffusion(self, direction: str = "forward"):
+        """``sde.sigma`` for the bridge SDE, ``None`` for the ODE."""
+        if not self.sde_sampling:
+            return None
+        return lambda t: torch.full_like(torch.as_tensor(t, dtype=torch.float32), self.reference_sigma)
 
     # -- metrics ----------------------------------------------------------------------------
     def ot_cost(self, x0: Tensor, x1: Tensor) -> float:
@@ -210,7 +309,7 @@ class FlowMatching(Method):
             return {}
         n = self.energy_points if x0.dim() <= 2 else min(self.energy_points, 64)
         x0, target = x0[:n], target[:n]
-        _, energy = euler_energy(self.drift(nets), x0, self.energy_steps)
+        _, energy = euler_energy(self.drift(nets, sde=False), x0, self.energy_steps)
         pe = float(energy.mean())
         cost = self.ot_cost(x0, target)
         return {"path_energy": pe, "ot_cost": cost,

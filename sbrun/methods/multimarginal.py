@@ -77,6 +77,7 @@ class Multimarginal(Method):
     """
 
     name = "multimarginal"
+    uses_reference = False  # interpolants over the simplex: no reference process, no sigma
 
     def __init__(self, include_gaussian: bool = False, dirichlet: float = 1.0,
                  edge_prob: float = 0.5, constrain: bool = True, path: str = "edge",

@@ -22,6 +22,15 @@ cancel to first order. ``L_eta`` is ``L_s`` weighted by ``gamma_t^2`` (score err
 the ends count less, where ``s = -eta / gamma`` amplifies eta's); on the d = 128 mixture
 of ``conf/experiment/si_kl_vs_epsilon.yaml`` it gave the lower KL, hence the default.
 
+As a Schrödinger bridge: with ``coupling=entropic_ot`` (the minibatch plan of the
+reference ``dX = sigma dW``, ``eps = sigma^2``, ``sigma = sde.sigma``), the linear path,
+``gamma_t = sigma sqrt(t(1-t))`` (``a = sigma^2``) and ``epsilon = sigma^2 / 2`` (noise
+``sigma dW``), the interpolant's law is the mixture of the reference's bridges over the
+entropic plan, i.e. the Schrödinger bridge, and its forward SDE ``dX = (b + sigma^2/2 s) dt
++ sigma dW`` is the bridge's (the [SF]2M SDE of flow matching). Leaving ``a`` and
+``epsilon`` unset gives exactly that; the oracle then scores it against the closed form
+(``bridge_sigma``) and ``sampler=auto`` samples the SDE.
+
 Sampling from the source at ``t = 0``: the probability-flow ODE ``dX = b dt``, or the
 forward SDE with diffusion level ``epsilon(t)`` (Fokker–Planck ``d_t rho + div((b + eps s)
 rho) = eps Lap rho`` has the same marginals ``rho_t`` for every ``eps``)::
@@ -45,7 +54,7 @@ from torch import Tensor, nn
 
 from sbrun.errors import ConfigError
 from sbrun.methods.base import Batch, LossOutput, Method, Phase
-from sbrun.methods.flow_matching import check_coupling, couple
+from sbrun.methods.flow_matching import check_coupling, couple, refuse_removed
 from sbrun.sde.base import expand_t
 from sbrun.sde.interpolants import make_interpolant
 from sbrun.solvers import Solver, SolveResult, solver_extras
@@ -67,15 +76,19 @@ class StochasticInterpolant(Method):
     Args:
         path: ``linear`` | ``trigonometric`` | ``encoder_decoder`` (alpha, beta).
         gamma: ``sqrt`` (``sqrt(a t (1 - t))``) | ``sin2`` (``sqrt(a) sin^2(pi t)``).
-        a: scale of the latent ``gamma``; 0 gives a deterministic interpolant (ODE only).
+        a: scale of the latent ``gamma`` (not a reference sigma); 0 gives a deterministic
+            interpolant (ODE only). ``None``: ``sde.sigma^2`` with ``coupling=entropic_ot``
+            (the bridge's ``gamma_t = sigma sqrt(t(1-t))``), else 1.
         epsilon: diffusion level of the forward SDE (an *epsilon*: noise
-            ``sqrt(2 epsilon) dW``); 0 = the probability-flow ODE.
+            ``sqrt(2 epsilon) dW``); 0 = the probability-flow ODE. ``None``: ``sde.sigma^2
+            / 2`` with ``coupling=entropic_ot`` (noise ``sigma dW``: the bridge's SDE),
+            else 1.
         epsilon_schedule: ``constant`` | ``vanishing`` (``epsilon gamma(t)^2 / gamma(1/2)^2``).
         sampler: ``auto`` (the SDE with a stochastic solver, the ODE otherwise) | ``sde``
             | ``ode``.
         coupling: ``independent`` | ``exact_ot`` | ``entropic_ot`` | ``paired`` (see
             :func:`sbrun.methods.flow_matching.couple`).
-        coupling_sigma: sigma of ``entropic_ot`` (``eps = sigma^2``).
+            ``entropic_ot`` is the reference's plan (``eps = sde.sigma^2``).
         score_param: ``eta`` (a network for ``eta_z``, loss ``L_eta``, ``s = -eta / gamma``)
             | ``score`` (a network for ``s``, loss ``L_s``).
         heads: ``shared`` (one network with two output heads: half the cost, and the lower
@@ -87,41 +100,87 @@ class StochasticInterpolant(Method):
 
     name = "stochastic-interpolant"
     solver_extras = ("score",)
+    reference_hint = "a reference is read by method.coupling=entropic_ot"
 
-    def __init__(self, path: str = "linear", gamma: str = "sqrt", a: float = 1.0,
-                 epsilon: float = 1.0, epsilon_schedule: str = "constant", sampler: str = "auto",
-                 coupling: str = "independent", coupling_sigma: float | None = None,
+    def __init__(self, path: str = "linear", gamma: str = "sqrt", a: float | None = None,
+                 epsilon: float | None = None, epsilon_schedule: str = "constant",
+                 sampler: str = "auto", coupling: str = "independent",
                  score_param: str = "eta", heads: str = "shared", antithetic: bool = True,
-                 t_clip: float = 1e-3):
+                 t_clip: float = 1e-3, coupling_sigma: float | None = None):
+        refuse_removed(coupling_sigma=coupling_sigma)
         for key, value, valid in (("sampler", sampler, SAMPLERS),
                                   ("score_param", score_param, SCORE_PARAMS),
                                   ("epsilon_schedule", epsilon_schedule, SCHEDULES),
                                   ("heads", heads, HEADS)):
             if value not in valid:
                 raise ConfigError(f"unknown method.{key} '{value}'; valid: {', '.join(valid)}")
-        if not epsilon >= 0:
+        if epsilon is not None and not epsilon >= 0:
             raise ConfigError(f"method.epsilon must be >= 0, got {epsilon}")
+        if a is not None and not a >= 0:
+            raise ConfigError(f"method.a must be >= 0, got {a}")
         if not 0 < t_clip < 0.5:
             raise ConfigError(f"method.t_clip must be in (0, 0.5), got {t_clip}")
-        check_coupling(coupling, coupling_sigma)
+        check_coupling(coupling)
         if gamma == "constant":
             raise ConfigError("method.gamma=constant is flow matching's blurred path, not an "
                               "interpolant (gamma_0 = gamma_1 = 0): use sqrt or sin2")
-        self.interpolant = make_interpolant(path, gamma, a)
+        self.path, self.gamma_name, self.schedule = path, gamma, epsilon_schedule
+        self.sampler, self.coupling = sampler, coupling
+        self.heads, self.antithetic, self.t_clip = heads, bool(antithetic), float(t_clip)
+        self.score_param = score_param
+        # the entropic coupling is the reference's (eps = sde.sigma^2); a and epsilon left
+        # unset then default to the Schrödinger bridge's (see bind), else to 1 and 1
+        self.uses_reference = coupling == "entropic_ot"
+        self._a, self._epsilon = a, epsilon
+        self._configure(1.0 if a is None else a, 1.0 if epsilon is None else epsilon)
+
+    def _configure(self, a: float, epsilon: float) -> None:
+        """Build the interpolant of latent scale ``a`` and the sampler of level ``epsilon``."""
+        sampler = self.sampler
+        self.interpolant = make_interpolant(self.path, self.gamma_name, a)
         if not self.interpolant.stochastic and epsilon > 0 and sampler != "ode":
             raise ConfigError("method.a = 0 has no latent, hence no score: set method.epsilon=0 "
                               "(probability-flow ODE) or method.a > 0")
-        self.path, self.epsilon, self.schedule = path, float(epsilon), epsilon_schedule
-        self.sampler, self.coupling, self.coupling_sigma = sampler, coupling, coupling_sigma
-        self.heads, self.antithetic, self.t_clip = heads, bool(antithetic), float(t_clip)
-        self.score_param = score_param
-        self.second = "s" if score_param == "score" else "eta"  # the second field's name
+        self.a, self.epsilon = float(a), float(epsilon)
+        self.stochastic = self.epsilon > 0 and sampler != "ode" and self.interpolant.stochastic
+        self.second = "s" if self.score_param == "score" else "eta"  # the second field's name
         if not self.interpolant.stochastic:
             self.networks = ("b",)
         else:
-            self.networks = ("net",) if heads == "shared" else ("b", self.second)
+            self.networks = ("net",) if self.heads == "shared" else ("b", self.second)
         half = torch.tensor([0.5], dtype=torch.float64)
         self._gamma_half = float(self.interpolant.latent.gamma(half))
+
+    def bind(self, problem, sde) -> None:
+        """With ``coupling=entropic_ot`` the reference is ``sde`` (``eps = sigma^2``), and an
+        unset ``a`` / ``epsilon`` become the Schrödinger bridge's: ``gamma_t = sigma
+        sqrt(t(1-t))`` (``a = sigma^2``) and the matching ``epsilon = sigma^2 / 2`` (noise
+        ``sqrt(2 eps) = sigma``)."""
+        super().bind(problem, sde)
+        if not self.uses_reference:
+            return
+        if sde.sigma is None:
+            raise ConfigError("method.coupling=entropic_ot needs a Brownian reference "
+                              f"dX = sigma dW (sde=brownian), got sde={sde.name}")
+        s2 = float(sde.sigma) ** 2
+        self._configure(s2 if self._a is None else self._a,
+                        0.5 * s2 if self._epsilon is None else self._epsilon)
+
+    @property
+    def is_bridge(self) -> bool:
+        """Whether this interpolant IS the Schrödinger bridge of ``dX = sigma dW``: the
+        entropic coupling, the linear path, ``gamma_t = sigma sqrt(t(1-t))`` and the forward
+        SDE with ``epsilon = sigma^2 / 2`` (constant)."""
+        sde = getattr(self, "sde", None)
+        if not self.uses_reference or sde is None or sde.sigma is None:
+            return False
+        s2 = float(sde.sigma) ** 2
+        return (self.path == "linear" and self.gamma_name == "sqrt" and self.schedule == "constant"
+                and abs(self.a - s2) <= 1e-9 * s2 and abs(self.epsilon - 0.5 * s2) <= 1e-9 * s2
+                and self.sampler != "ode")
+
+    def bridge_sigma(self) -> float | None:
+        return float(self.sde.sigma) if self.is_bridge else None
 
     def model_kwargs(self, name: str) -> dict:
         return {"out_mult": 2} if name == "net" else {}
@@ -158,7 +217,8 @@ class StochasticInterpolant(Method):
     # -- training -------------------------------------------------------------------------
     def loss(self, nets: nn.ModuleDict, batch: Batch, phase: Phase) -> LossOutput:
         paired = bool(getattr(getattr(self, "problem", None), "paired", False))
-        x0, x1 = couple(batch, self.coupling, self.coupling_sigma, paired)
+        sigma = float(self.sde.sigma) if self.uses_reference else None
+        x0, x1 = couple(batch, self.coupling, sigma, paired)
         t = batch.rand(x0.shape[0])
         c = self.interpolant.coefficients(t, x0)
         mean = c.alpha_t * x0 + c.beta_t * x1
@@ -194,11 +254,11 @@ class StochasticInterpolant(Method):
         ``sampler=sde``) rather than the probability-flow ODE."""
         if self.epsilon == 0 or self.sampler == "ode":
             return False
-        return self.sampler == "sde" or (solver is not None and solver.stochastic)
+        return self.sampler == "sde" or self.is_bridge or (solver is not None and solver.stochastic)
 
     @property
     def samples_sde(self) -> bool:
-        """``sampler=sde``: ODE solvers are refused before training."""
+        """``sampler=sde`` or the bridge (``sampler=auto``): ODE solvers are refused."""
         return self.uses_sde()
 
     def drift(self, nets: nn.ModuleDict, direction: str = "forward", sde: bool = False):

@@ -2,23 +2,15 @@
 
 When both marginals are Gaussian the Schrödinger bridge of the reference
 ``dX = sigma dW`` is known in closed form (Bunne et al. 2023; Janati et al. 2020).
-Every two-way method is scored against it: the conditional BW2-UVP of its coupling
-(cB-W2-UVP, Gushchin et al. 2023) and the BW2-UVP of its joint plan, both in %.
+Every method that claims a bridge (``Method.bridge_sigma()`` not ``None``; a
+``Method.stochastic`` one with ``repeats`` draws per point) is scored against it: the
+conditional BW2-UVP of its coupling (cB-W2-UVP, Gushchin et al. 2023) and the BW2-UVP
+of its joint plan, both in %.
 """
 
 from __future__ import annotations
 
 import torch
-
-
-def bridge_sigma(method, sde) -> float | None:
-    """The sigma whose Schrödinger bridge a method targets: the method's own ``sigma``
-    when it has a positive one (e.g. SB-CFM), else the reference SDE's."""
-    s = getattr(method, "sigma", None)
-    if isinstance(s, (int, float)) and s > 0:
-        return float(s)
-    s = getattr(sde, "sigma", None)
-    return float(s) if isinstance(s, (int, float)) and s > 0 else None
 
 
 class GaussianOracle:
@@ -42,12 +34,11 @@ class GaussianOracle:
     def score(self, method, nets, evaluator) -> dict[str, float]:
         from sbrun.metrics.gaussian import cbw2_uvp, plan_error
 
-        sigma = bridge_sigma(method, getattr(method, "sde", None))
+        sigma = method.bridge_sigma()
         if sigma is None or method.generative_only or evaluator.data.problem.generative:
             return {}
         x0 = evaluator.source[: self.n]
-        k = 1 if method.diffusion("forward") is None and not getattr(method, "stochastic", False) \
-            else self.repeats
+        k = self.repeats if method.stochastic else 1
         x0r = x0.repeat_interleave(k, 0).to(evaluator.device)
         g = torch.Generator().manual_seed(evaluator.seed + 2)
         res = method.transport(nets, x0r, evaluator.solver, evaluator.grid, generator=g)

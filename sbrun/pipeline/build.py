@@ -71,12 +71,50 @@ def make(group: str, node: DictConfig, **kwargs):
         raise ConfigError(f"{group}: {e}") from None
 
 
+def task_overrides() -> list[str]:
+    """The command line's overrides of this Hydra job (``[]`` outside a Hydra run, e.g.
+    when ``sbrun-transport`` rebuilds a finished run from its saved config)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        if not HydraConfig.initialized():
+            return []
+        return [str(o) for o in HydraConfig.get().overrides.task]
+    except (ImportError, ValueError, AttributeError):
+        return []
+
+
+def override_key(override: str) -> str:
+    """``'+sde.sigma=2'`` -> ``'sde.sigma'``; ``'sde=vp'`` -> ``'sde'``."""
+    return override.split("=", 1)[0].lstrip("+~").strip()
+
+
+def check_overrides(overrides: list[str], method: Method, solver_fn) -> None:
+    """Refuse explicit options that would change nothing: a reference (``sde=...`` or
+    ``sde.*``) for a method without one, and solver options the chosen solver ignores."""
+    import inspect
+
+    taken = set(inspect.signature(solver_fn).parameters)
+    for o in overrides:
+        key = override_key(o)
+        group, _, option = key.partition(".")
+        if group == "sde" and not method.uses_reference:
+            raise ConfigError(f"{o}: method={method.name} has no reference process with these "
+                              "options, so the sde group changes nothing; drop it"
+                              + (f" ({method.reference_hint})" if method.reference_hint else ""))
+        if group == "solver" and option and option not in ("name", "steps") and option not in taken:
+            raise ConfigError(f"{o}: solver={solver_fn.__name__} does not use solver.{option}; "
+                              "drop it (or choose a solver that does)")
+
+
 def build(cfg: DictConfig) -> Components:
     """Build data, reference SDE, method, solver and networks from ``cfg``; validate them."""
     device = resolve_device(cfg.device)
     problem = make("data", cfg.data)
     sde = make("sde", cfg.sde)
     method = make("method", cfg.method)
+    base_solver = get_solver(cfg.solver.name)
+    check_overrides(task_overrides(), method, base_solver.fn)
     if method.generative_only and not problem.generative:
         raise ConfigError(
             f"method={method.name} generates from its prior only, but data={problem.name} has a "
@@ -85,7 +123,7 @@ def build(cfg: DictConfig) -> Components:
         )
     method.bind(problem, sde)
     options = OmegaConf.to_container(cfg.solver, resolve=True)
-    solver = configure(get_solver(options.pop("name")), **options)
+    solver = configure(base_solver, **{k: v for k, v in options.items() if k != "name"})
     if cfg.solver.steps < 1:
         raise ConfigError(f"solver.steps must be >= 1, got {cfg.solver.steps}")
     prior = getattr(method, "prior", None) or StandardGaussian(problem.shape)

@@ -113,9 +113,7 @@ def save_figures(figs: dict, fig_dir: Path, logger, step: int) -> None:
 def run_title(cfg: DictConfig, c: Components) -> str:
     """Figure titles say the method, sigma and the number of steps (like the slides)."""
     parts = [c.method.name, c.problem.name]
-    sigma = getattr(c.method, "sigma", None)
-    if sigma is None:
-        sigma = getattr(c.sde, "sigma", None)
+    sigma = c.sde.sigma if c.method.uses_reference else None
     if sigma is not None:
         parts.append(f"σ={sigma:g}")
     parts.append(getattr(c.method, "sampler_label", None) or f"{cfg.solver.name} × {cfg.solver.steps}")

@@ -40,6 +40,9 @@ class ReferenceSDE:
     """
 
     name = "sde"
+    # The diffusivity of a Brownian reference ``dX = sigma dW`` (``eps = sigma^2``), the one
+    # sigma every bridge method reads; ``None`` for references that are not Brownian.
+    sigma: float | None = None
 
     def drift(self, t: Tensor, x: Tensor) -> Tensor:
         """``f(t, x)``; ``t: (B,)``, ``x: (B, *D)`` -> ``(B, *D)``."""
@@ -61,6 +64,27 @@ class ReferenceSDE:
         """Drift of the reference conditioned to end at ``x1`` (Doob h-transform)."""
         raise NotImplementedError(f"{self.name} has no closed-form bridge drift")
 
+    def transition(self, r0: Tensor, r1: Tensor) -> tuple[Tensor, Tensor]:
+        """Exact Gaussian kernel of the reference in its *run time* ``r`` (``r = 0`` at the
+        end it starts from, whichever that is): ``X_{r1} | X_{r0} = x ~ N(scale x, std^2 I)``
+        for ``r0 <= r1`` in ``[0, 1]`` (``(n,)`` float64 each) -> ``(scale, std)``, ``(n,)``
+        float64. One interface for every linear reference (Brownian, VP, sub-VP, VE), so
+        chain-based methods (DSB) never branch on the reference's type."""
+        raise NotImplementedError(f"{self.name} has no closed-form transition kernel")
+
+    def as_noising(self):
+        """This reference as a noising SDE with Gaussian marginals (diffusion models)."""
+        from sbrun.errors import ConfigError
+
+        raise ConfigError(f"sde={self.name} is not a noising SDE with Gaussian marginals: use "
+                          "sde=vp, subvp, ve or brownian")
+
     def prior(self, n: int, shape: tuple[int, ...], generator=None) -> Tensor:
         """Samples of the prior (the source of a generative problem): ``N(0, I)``."""
         return torch.randn((n, *shape), generator=generator)
+
+    def prior_distribution(self, shape: tuple[int, ...]):
+        """The prior as a :class:`~sbrun.data.distributions.Distribution`: ``N(0, I)``."""
+        from sbrun.data.distributions import StandardGaussian
+
+        return StandardGaussian(shape)

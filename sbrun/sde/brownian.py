@@ -40,6 +40,17 @@ class Brownian(ReferenceSDE):
         tt = expand_t(t, x)
         return (x1 - x) / (1 - tt).clamp_min(1e-5)
 
+    def transition(self, r0: Tensor, r1: Tensor) -> tuple[Tensor, Tensor]:
+        """``X_{r1} | X_{r0} = x ~ N(x, sigma^2 (r1 - r0) I)`` (either end may be the start)."""
+        r0, r1 = (torch.as_tensor(r, dtype=torch.float64) for r in (r0, r1))
+        return torch.ones_like(r1 - r0), self.sigma * (r1 - r0).clamp_min(0).sqrt()
+
+    def as_noising(self):
+        """``dX = sigma dW`` as a noising process (prior ``N(0, sigma^2 I)``)."""
+        from sbrun.sde.noising import BrownianNoising
+
+        return BrownianNoising(self.sigma)
+
     def bridge_path(self, x0: Tensor, x1: Tensor, grid: Tensor,
                     generator: torch.Generator | None = None) -> Tensor:
         """Exact draws of the bridge pinned at ``(x0, x1)`` on ``grid``: ``(B, n_times, *D)``.

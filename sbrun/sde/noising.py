@@ -143,6 +143,17 @@ class NoisingSDE(ReferenceSDE):
         a, v, g2 = (expand_t(c, x).to(x.dtype) for c in (a, v, g2))
         return self.drift(s, x) + g2 * a * (x1 - a * x) / v.clamp_min(1e-12)
 
+    def transition(self, r0: Tensor, r1: Tensor) -> tuple[Tensor, Tensor]:
+        """Exact kernel in run time ``r`` (data at ``r = 0``, noising time ``s = s_min +
+        (1 - s_min) r``): ``scale = alpha_{s1} / alpha_{s0}``, ``std^2 = sigma_{s1}^2 -
+        scale^2 sigma_{s0}^2``."""
+        sa, sb = (self.s_min + (1 - self.s_min) * _as_time(r) for r in (r0, r1))
+        scale = (self.log_alpha(sb) - self.log_alpha(sa)).exp()
+        return scale, (self.var(sb) - scale**2 * self.var(sa)).clamp_min(0).sqrt()
+
+    def as_noising(self) -> NoisingSDE:
+        return self
+
     # -- the prior ----------------------------------------------------------------------
     def prior(self, n: int, shape: tuple[int, ...], generator=None) -> Tensor:
         """``(n, *shape)`` draws of ``N(0, prior_std^2 I)``."""
@@ -192,13 +203,7 @@ class BrownianNoising(NoisingSDE):
 
 def as_noising(sde: ReferenceSDE) -> NoisingSDE:
     """A reference SDE as a noising process (Brownian -> :class:`BrownianNoising`)."""
-    if isinstance(sde, NoisingSDE):
-        return sde
-    sigma = getattr(sde, "sigma", None)
-    if getattr(sde, "name", "") == "brownian" and sigma is not None:
-        return BrownianNoising(sigma)
-    raise ConfigError(f"sde={getattr(sde, 'name', sde)} is not a noising SDE with Gaussian "
-                      "marginals: use sde=vp, subvp, ve or brownian")
+    return sde.as_noising()
 
 
 def gaussian_marginal(sde: NoisingSDE, mean: Tensor, cov: Tensor,

@@ -94,7 +94,7 @@ def check_solver(solver: Solver, method) -> None:
                               "have (use method=ddpm or score-sde, or another solver)")
     if getattr(method, "samples_sde", False) and not solver.stochastic:
         raise ConfigError(f"solver={name} integrates ODEs only, but method={method.name} samples "
-                          "its reverse SDE: use a stochastic solver (euler_maruyama, heun_sde, pc) "
+                          "an SDE: use a stochastic solver (euler_maruyama, heun_sde, pc) "
                           "or method.sampler=ode")
 
 

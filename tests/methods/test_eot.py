@@ -78,9 +78,7 @@ def test_bad_options():
     with pytest.raises(ConfigError, match="solver"):
         EOT(solver="nope")
     from sbrun.data.problems import toy as _toy
-
-    class NotBrownian:
-        name = "vp"
+    from sbrun.sde import VP
 
     with pytest.raises(ConfigError, match="Brownian"):
-        EOT().bind(_toy("moons"), NotBrownian())
+        EOT().bind(_toy("moons"), VP())

@@ -64,7 +64,7 @@ def spy_loss(fm: FlowMatching, seed: int, n: int = 100_000):
     class Spy(nn.Module):
         def forward(self, x, t):
             seen["x"], seen["t"] = x, t
-            return torch.zeros_like(x)
+            return x.new_zeros(x.shape[0], 2, *x.shape[1:]) if fm.bridge else torch.zeros_like(x)
 
     x0, x1 = torch.zeros(n, 1, dtype=torch.float64), torch.ones(n, 1, dtype=torch.float64)
     out = fm.loss(nn.ModuleDict({"net": Spy()}), Batch(x0, x1, torch.Generator().manual_seed(seed)),
@@ -72,10 +72,11 @@ def spy_loss(fm: FlowMatching, seed: int, n: int = 100_000):
     return seen, out.loss
 
 
-def test_sigma_path_has_brownian_bridge_marginals():
-    """SB-CFM path: x_t ~ N((1-t) x0 + t x1, sigma^2 t(1-t)) and its target velocity."""
+def test_bridge_path_has_brownian_bridge_marginals_of_the_reference():
+    """[SF]2M / SB-CFM path: x_t ~ N((1-t) x0 + t x1, sigma^2 t(1-t)), sigma = sde.sigma."""
     sigma = 0.7
-    fm = FlowMatching(sigma=sigma)
+    fm = FlowMatching(path_noise="bridge")
+    fm.bind(Problem("g", StandardGaussian((1,))), Brownian(sigma))
     seen, _ = spy_loss(fm, seed=3)
     t, x = seen["t"].double(), seen["x"][:, 0]
     resid = (x - t) / (sigma * (t * (1 - t)).sqrt())
@@ -85,16 +86,34 @@ def test_sigma_path_has_brownian_bridge_marginals():
 def test_bad_options():
     with pytest.raises(ConfigError, match="coupling"):
         FlowMatching(coupling="nope")
-    with pytest.raises(ConfigError, match="sigma"):
-        FlowMatching(sigma=-1)
+    with pytest.raises(ConfigError, match="blur"):
+        FlowMatching(blur=-1)
     with pytest.raises(ConfigError, match="stochastic-interpolant"):
         FlowMatching(path="encoder_decoder")
-    with pytest.raises(ConfigError, match="sigma_schedule"):
-        FlowMatching(sigma_schedule="linear")
+    with pytest.raises(ConfigError, match="path_noise"):
+        FlowMatching(path_noise="linear")
     with pytest.raises(ConfigError, match="reflow"):
         FlowMatching(reflow=-1)
-    with pytest.raises(ConfigError, match="entropic_ot needs"):
-        FlowMatching(coupling="entropic_ot")
+    with pytest.raises(ConfigError, match="sde.sigma"):  # bridge width is the reference's
+        FlowMatching(path_noise="bridge", blur=0.1)
+    with pytest.raises(ConfigError, match="bridge paths"):
+        FlowMatching(sampler="sde")
+    from sbrun.sde import VP
+
+    with pytest.raises(ConfigError, match="Brownian reference"):
+        FlowMatching(coupling="entropic_ot").bind(Problem("g", StandardGaussian((2,))), VP())
+
+
+@pytest.mark.parametrize("key", ["sigma", "coupling_sigma", "sigma_schedule"])
+def test_removed_sigma_options_point_to_sde_sigma(key):
+    """The old knobs are one-line errors naming their replacement (sde.sigma / path_noise)."""
+    from sbrun.config import removed_option
+
+    with pytest.raises(ConfigError, match="sde.sigma") as e:
+        FlowMatching(**{key: 0.1})
+    assert "\n" not in str(e.value)
+    assert "sde.sigma" in removed_option([f"method.{key}=0.1"])
+    assert removed_option(["sde.sigma=0.1", "method.blur=0.1"]) is None
 
 
 # -- paths, couplings, reflow and path energy (issue 6) -----------------------------------
@@ -115,15 +134,31 @@ class PathOracle(nn.Module):
         return c.d_beta_t * M + cov / var * (x - c.beta_t * M)
 
 
+class WithScoreHead(nn.Module):
+    """Two heads (velocity, score) from a velocity network; the score head is 0."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x, t):
+        v = self.net(x, t)
+        return torch.stack([v, torch.zeros_like(v)], 1)
+
+
+def oracle_nets(net, fm):
+    return nn.ModuleDict({"net": WithScoreHead(net) if fm.bridge else net})
+
+
 @pytest.mark.parametrize("kw", [{"path": "linear"}, {"path": "trigonometric"},
-                                {"path": "linear", "sigma": 0.5},
-                                {"path": "trigonometric", "sigma": 0.5}])
+                                {"path": "linear", "path_noise": "bridge", "sampler": "ode"},
+                                {"path": "trigonometric", "path_noise": "bridge", "sampler": "ode"}])
 def test_path_oracles_transport_and_minimise_the_loss(kw):
     fm = FlowMatching(**kw)
-    fm.bind(Problem("g", StandardGaussian((2,))), Brownian(1.0))
+    fm.bind(Problem("g", StandardGaussian((2,))), Brownian(0.5))
     g = torch.Generator().manual_seed(4)
     x0 = torch.randn(50_000, 2, generator=g, dtype=torch.float64)
-    res = fm.transport(nn.ModuleDict({"net": PathOracle(fm)}), x0, get_solver("rk4"),
+    res = fm.transport(oracle_nets(PathOracle(fm), fm), x0, get_solver("rk4"),
                        time_grid(100).double())
     torch.testing.assert_close(res.x.mean(0), torch.full((2,), M, dtype=torch.float64), atol=0.02, rtol=0)
     torch.testing.assert_close(res.x.std(0), torch.full((2,), S, dtype=torch.float64), atol=0.01, rtol=0)
@@ -134,21 +169,25 @@ def test_path_oracles_transport_and_minimise_the_loss(kw):
             def forward(self, x, t):
                 return super().forward(x, t) + shift
 
-        net = nn.ModuleDict({"net": Shifted(fm)})
-        return fm.loss(net, Batch(x0, x1, torch.Generator().manual_seed(5)), Phase("train", 1)).loss.item()
+        net = oracle_nets(Shifted(fm), fm)
+        out = fm.loss(net, Batch(x0, x1, torch.Generator().manual_seed(5)), Phase("train", 1))
+        return float(out.stats["loss_v"]) if fm.bridge else out.loss.item()
 
     assert loss_of(0.1) - loss_of(0.0) == pytest.approx(2 * 0.1**2, rel=0.1)
 
 
-def test_constant_sigma_schedule_blurs_the_straight_path():
-    """I-CFM (Tong et al.): x_t = (1-t) x0 + t x1 + sigma z, target x1 - x0."""
-    fm = FlowMatching(sigma=0.3, sigma_schedule="constant")
+def test_constant_blur_blurs_the_straight_path_without_a_reference():
+    """I-CFM (Tong et al.): x_t = (1-t) x0 + t x1 + blur z, target x1 - x0."""
+    fm = FlowMatching(path_noise="constant", blur=0.3)
     seen, loss = spy_loss(fm, seed=6)
     resid = (seen["x"][:, 0] - seen["t"]) / 0.3
     assert abs(resid.mean().item()) < 0.02 and abs(resid.std().item() - 1) < 0.02
     assert loss.item() == pytest.approx(1.0)  # |0 - (x1 - x0)|^2 = 1 for every row
-    assert FlowMatching(sigma=0.1, coupling="entropic_ot", sigma_schedule="auto").sigma_schedule == "bridge"
-    assert FlowMatching(sigma=0.1, coupling="exact_ot", sigma_schedule="auto").sigma_schedule == "constant"
+    assert not fm.uses_reference and not fm.stochastic
+    sb = FlowMatching(coupling="entropic_ot")  # auto: bridge paths, the SB's SDE, a reference
+    assert sb.bridge and sb.uses_reference and sb.stochastic and sb.samples_sde
+    ot = FlowMatching(coupling="exact_ot", blur=0.1)
+    assert not ot.bridge and not ot.uses_reference
 
 
 def test_entropic_coupling_with_small_sigma_is_the_exact_assignment():
@@ -191,7 +230,7 @@ def test_reflow_phases_regenerate_pairs_along_the_current_flow():
     class Spy(nn.Module):
         def forward(self, x, t):
             seen["x"], seen["t"] = x, t
-            return torch.zeros_like(x)
+            return x.new_zeros(x.shape[0], 2, *x.shape[1:]) if fm.bridge else torch.zeros_like(x)
 
     far = Batch(torch.full((64, 2), 100.0), torch.full((64, 2), 100.0), torch.Generator())
     fm.loss(nn.ModuleDict({"net": Spy()}), far, phases[1])
@@ -229,3 +268,49 @@ def test_path_energy_metrics_against_closed_forms():
     w2sq = 2 * (M**2 + (S - 1) ** 2)
     assert ind["path_energy"] > 1.03 * ot["path_energy"]
     assert ind["normalized_path_energy"] == pytest.approx((exact - w2sq) / w2sq, abs=0.03)
+
+
+# -- [SF]2M: the bridge SDE with the closed-form velocity and score (issue 13) ------------
+
+class GaussianSBFields(nn.Module):
+    """Velocity and score heads of the closed-form SB between two Gaussians."""
+
+    def __init__(self, g0, g1, sigma):
+        super().__init__()
+        from sbrun.couplings.gaussian import gaussian_sb_fields
+
+        self.v, self.s = gaussian_sb_fields(g0, g1, sigma)
+
+    def forward(self, x, t):
+        tt = float(t[0])
+        return torch.stack([self.v(tt, x), self.s(tt, x)], 1).to(x.dtype)
+
+
+@pytest.mark.parametrize("sigma", [0.3, 1.0, 3.0])
+def test_sf2m_sde_with_closed_form_fields_samples_the_bridge_conditional(sigma):
+    """dX = [v + sigma^2/2 s] dt + sigma dW from x0 reproduces the closed-form SB x1 | x0
+    (mean and covariance) between Gaussians with unequal non-diagonal covariances."""
+    from sbrun.couplings.gaussian import Gaussian, gaussian_sb_conditional
+
+    g0 = Gaussian(torch.tensor([0.5, -1.0]), torch.tensor([[1.0, 0.4], [0.4, 0.6]]))
+    g1 = Gaussian(torch.tensor([2.0, 1.0]), torch.tensor([[0.5, -0.3], [-0.3, 1.5]]))
+    fm = FlowMatching(coupling="entropic_ot")
+    fm.bind(Problem("g", StandardGaussian((2,))), Brownian(sigma))
+    assert fm.bridge_sigma() == sigma and fm.stochastic
+    nets = nn.ModuleDict({"net": GaussianSBFields(g0, g1, sigma)})
+    starts = torch.tensor([[0.5, -1.0], [1.5, -0.5], [-0.5, -1.8]], dtype=torch.float64)
+    k = 20_000
+    x0 = starts.repeat_interleave(k, 0)
+    res = fm.transport(nets, x0, get_solver("euler_maruyama"), time_grid(400).double(),
+                       generator=torch.Generator().manual_seed(10))
+    x1 = res.x.reshape(3, k, 2)
+    mean, cov = gaussian_sb_conditional(g0, g1, sigma, starts)
+    scale = g1.cov.trace().sqrt()
+    torch.testing.assert_close(x1.mean(1), mean, atol=0.03 * scale, rtol=0)
+    for i in range(3):
+        torch.testing.assert_close(torch.cov(x1[i].T), cov, atol=0.03 * g1.cov.trace(), rtol=0)
+    # the probability-flow ODE (sampler=ode) is a map: same marginal, no conditional spread
+    ode = FlowMatching(coupling="entropic_ot", sampler="ode")
+    ode.bind(Problem("g", StandardGaussian((2,))), Brownian(sigma))
+    det = ode.transport(nets, x0[:10], get_solver("euler"), time_grid(100).double())
+    assert not ode.stochastic and torch.allclose(det.x[0], det.x[1])

@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from sbrun.data.distributions import Empirical, Problem
+from sbrun.data.distributions import Empirical, Problem, StandardGaussian
 from sbrun.data.gaussians import gaussian_pair
 from sbrun.errors import ConfigError
 from sbrun.methods.base import Batch, Phase
@@ -171,7 +171,7 @@ def test_paired_coupling_keeps_rows_and_independent_decouples_them():
 def test_bad_options():
     for kw, match in (({"sampler": "x"}, "sampler"), ({"epsilon": -1.0}, "epsilon"),
                       ({"gamma": "constant"}, "interpolant"), ({"heads": "x"}, "heads"),
-                      ({"coupling": "entropic_ot"}, "sigma")):
+                      ({"coupling_sigma": 0.1}, "sde.sigma"), ({"a": -1.0}, "method.a")):
         with pytest.raises(ConfigError, match=match):
             StochasticInterpolant(**kw)
 
@@ -227,3 +227,38 @@ def test_mixture_target_in_high_dimension_and_the_kl_density_metric():
     assert abs(kl["exact", 0.0]) < 0.25 and abs(kl["exact", 2.0]) < 0.25
     assert kl["shifted", 0.0] > 1.0
     assert kl["shifted", 2.0] < 0.5 * kl["shifted", 0.0]
+
+
+@pytest.mark.parametrize("sigma", [0.3, 1.0, 3.0])
+def test_entropic_interpolant_is_the_schrodinger_bridge(sigma):
+    """entropic_ot with a, epsilon unset: gamma_t = sigma sqrt(t(1-t)), epsilon = sigma^2/2;
+    with the closed-form b and s its SDE samples the closed-form SB x1 | x0."""
+    from sbrun.couplings.gaussian import Gaussian, gaussian_sb_conditional, gaussian_sb_fields
+
+    g0 = Gaussian(torch.tensor([0.5, -1.0]), torch.tensor([[1.0, 0.4], [0.4, 0.6]]))
+    g1 = Gaussian(torch.tensor([2.0, 1.0]), torch.tensor([[0.5, -0.3], [-0.3, 1.5]]))
+    m = StochasticInterpolant(coupling="entropic_ot", score_param="score", heads="separate")
+    m.bind(Problem("g", StandardGaussian((2,)), StandardGaussian((2,))), Brownian(sigma))
+    assert m.is_bridge and m.bridge_sigma() == sigma and m.stochastic and m.samples_sde
+    assert m.a == pytest.approx(sigma**2) and m.epsilon == pytest.approx(sigma**2 / 2)
+    v, s = gaussian_sb_fields(g0, g1, sigma)
+
+    class Field(nn.Module):
+        def __init__(self, f):
+            super().__init__()
+            self.f = f
+
+        def forward(self, x, t):
+            return self.f(float(t[0]), x).to(x.dtype)
+
+    nets = nn.ModuleDict({"b": Field(v), "s": Field(s)})
+    start = torch.tensor([[1.5, -0.5]], dtype=torch.float64)
+    res = m.transport(nets, start.repeat(20_000, 1), get_solver("euler_maruyama"),
+                      time_grid(400).double(), generator=torch.Generator().manual_seed(3))
+    mean, cov = gaussian_sb_conditional(g0, g1, sigma, start)
+    torch.testing.assert_close(res.x.mean(0), mean[0], atol=0.03 * g1.cov.trace().sqrt(), rtol=0)
+    torch.testing.assert_close(torch.cov(res.x.T), cov, atol=0.03 * g1.cov.trace(), rtol=0)
+    other = StochasticInterpolant(coupling="entropic_ot", epsilon=1.0)  # not the bridge's eps
+    other.bind(Problem("g", StandardGaussian((2,)), StandardGaussian((2,))), Brownian(sigma))
+    assert other.uses_reference and other.bridge_sigma() is None
+    assert not StochasticInterpolant().uses_reference

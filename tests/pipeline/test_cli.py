@@ -54,6 +54,14 @@ def test_npz_point_clouds_any_dim(cli, tmp_path):
         (["resume=true"], "no checkpoint"),
         (["trainer.lr=1e30"], "non-finite loss"),
         (["eval.method_metrics=sometimes"], "eval.method_metrics=sometimes"),
+        # issue 13: a knob that would change nothing is refused, old sigmas point to sde.sigma
+        (["method=multimarginal", "sde.sigma=2"], "method=multimarginal has no reference"),
+        (["sde=vp"], "method=flow-matching has no reference"),
+        (["solver=euler", "solver.snr=0.3"], "solver=euler does not use solver.snr"),
+        (["solver=pc", "solver.scheme=rk4"], "solver=pc does not use solver.scheme"),
+        (["method.sigma=0.1"], "the reference's, sde.sigma"),
+        (["method.coupling_sigma=0.1"], "sde.sigma"),
+        (["method.coupling=entropic_ot"], "use a stochastic solver"),
     ],
 )
 def test_bad_input_is_one_clear_error(cli, args, message):

@@ -11,7 +11,7 @@ SMOKE = ["debug=smoke", "trainer.steps=4", "eval.n_samples=64", "eval.w2_points=
 
 def test_sweep_summary_records_failures_and_aggregates_seeds(tmp_path):
     sweep = tmp_path / "sweep"
-    cmd = [sys.executable, "-m", "sbrun", "-m", *SMOKE, "method.sigma=0,0.1,-1", "seed=0,1",
+    cmd = [sys.executable, "-m", "sbrun", "-m", *SMOKE, "method.blur=0,0.1,-1", "seed=0,1",
            f"hydra.sweep.dir={sweep}"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path,
                           env={**os.environ, "WANDB_MODE": "disabled"})
@@ -19,10 +19,10 @@ def test_sweep_summary_records_failures_and_aggregates_seeds(tmp_path):
     rows = list(csv.DictReader((sweep / "summary.csv").open()))
     assert len(rows) == 6
     assert [r["status"] for r in rows] == ["completed"] * 4 + ["failed"] * 2
-    assert "method.sigma must be >= 0" in rows[4]["error"]
+    assert "method.blur must be >= 0" in rows[4]["error"]
     assert all(float(r["w2"]) > 0 for r in rows[:4])
     agg = list(csv.DictReader((sweep / "summary_by_setting.csv").open()))
-    by = {a["setting"].split("method.sigma=")[1].split()[0]: a for a in agg}
+    by = {a["setting"].split("method.blur=")[1].split()[0]: a for a in agg}
     assert by["0"]["completed"] == "2" and by["-1"]["completed"] == "0"
     w2s = [float(r["w2"]) for r in rows[:2]]
     assert abs(float(by["0"]["w2_mean"]) - sum(w2s) / 2) < 1e-9
