@@ -49,6 +49,7 @@ class SolverConfig:
 class EvalConfig:
     n_samples: int = 2000  # generated points per evaluation
     w2_points: int = 2000  # points used by the exact W2 (POT emd2)
+    w2_floor_pairs: int = 5  # independent held-out pairs averaged into w2_floor (+ its std)
     kl_bins: int = 64  # grid of the 2D KDE for KL
     kl_bandwidth: float | None = None  # KDE bandwidth; null: Scott's rule on pooled samples
     n_paths: int = 64  # trajectories stored in samples.npz and drawn in figures
@@ -107,3 +108,7 @@ def register_configs() -> None:
     cs.store(group="solver", name="base_solver", node=SolverConfig)
     cs.store(group="eval", name="base_eval", node=EvalConfig)
     cs.store(group="logger", name="base_logger", node=LoggerConfig)
+    # Hydra's basic sweeper, but a job whose overrides do not compose becomes a failed row
+    cs.store(group="hydra/sweeper", name="sbrun", package="hydra.sweeper",
+             node={"_target_": "hydra_plugins.sbrun_sweeper.sbrun_sweeper.TolerantSweeper",
+                   "max_batch_size": None, "params": None})

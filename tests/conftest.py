@@ -39,6 +39,8 @@ def compose(overrides: list[str] | None = None, return_hydra_config: bool = Fals
 def run_cli(args: list[str], tmp_path: Path, timeout: int = 300, env=None):
     """Run ``python -m sbrun <args>`` with its run dir in ``tmp_path``; returns the process."""
     full_env = {**os.environ, "WANDB_MODE": "disabled", **(env or {})}
+    # the subprocess imports this checkout's sbrun, whatever is pip-installed
+    full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), full_env.get("PYTHONPATH")]))
     cmd = [sys.executable, "-m", "sbrun", f"hydra.run.dir={tmp_path}", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env,
                           cwd=tmp_path.parent)
