@@ -42,6 +42,7 @@ def _wandb_offline_dirs(run_dir: Path) -> list[Path]:
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
 def _main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
+    from omegaconf.errors import OmegaConfBaseException
 
     from sbrun.errors import SbrunError, one_line
     from sbrun.pipeline import rundir
@@ -77,7 +78,7 @@ def _main(cfg: DictConfig) -> float | None:
         _fail(f"interrupted ({e}); continue with resume=true hydra.run.dir={run_dir}")
         sys.exit(130)
     except Exception as e:  # noqa: BLE001 - one line for the user, traceback on request
-        user_error = isinstance(e, (SbrunError, OSError))
+        user_error = isinstance(e, (SbrunError, OSError, OmegaConfBaseException))
         msg = one_line(e) if user_error else f"{type(e).__name__}: {e}"
         if ours():
             if not written["config"]:

@@ -39,6 +39,9 @@ def one_line(e: BaseException) -> str:
                 break
             opts.append(ln)
         msg += "; valid: " + ", ".join(opts)
+    key = getattr(e, "full_key", None)  # OmegaConf errors name the option
+    if key and key not in msg:
+        msg += f" ({key})"
     cause = e.__cause__ or (None if e.__suppress_context__ else e.__context__)
     if cause is not None:
         first = (str(cause).strip().splitlines() or [""])[0].strip()
