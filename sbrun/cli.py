@@ -53,6 +53,7 @@ def _main(cfg: DictConfig) -> float | None:
     sweep = {"group": Path(hc.sweep.dir).name, "tags": list(hc.overrides.task)} if multirun else {}
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # a launcher's own handler stays
         signal.signal(signal.SIGTERM, _sigterm)
+    replica = os.environ.get("RANK", "0") != "0"  # torchrun: rank 0 owns the run directory
     fresh = not rundir.has_run(run_dir)  # nothing to damage: a failure may be recorded here
     written = {"config": False}
 
@@ -61,13 +62,14 @@ def _main(cfg: DictConfig) -> float | None:
         written["config"] = True
 
     def ours() -> bool:  # status.json may be written: our run started, or a fresh dir we hold
-        return written["config"] or (fresh and lock is not None)
+        return not replica and (written["config"] or (fresh and lock is not None))
 
     t0 = time.perf_counter()
     lock = None
     try:
-        lock = rundir.claim(run_dir, cfg.resume)
-        print(f"sbrun: run directory {run_dir}", flush=True)
+        if not replica:
+            lock = rundir.claim(run_dir, cfg.resume)
+            print(f"sbrun: run directory {run_dir}", flush=True)
         from sbrun.pipeline.run import run
 
         metrics = run(cfg, run_dir, on_ready=write_config, **sweep)
@@ -94,6 +96,8 @@ def _main(cfg: DictConfig) -> float | None:
     finally:
         if lock is not None:
             lock.close()
+    if replica:
+        return None
     rundir.write_status(run_dir, status="completed", wall_seconds=time.perf_counter() - t0)
     print(f"sbrun: done; results in {run_dir}", flush=True)
     for d in _wandb_offline_dirs(run_dir)[-1:]:

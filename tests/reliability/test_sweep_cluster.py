@@ -21,5 +21,5 @@ def test_item9_submitit_local_sweep_with_a_rejected_value(tmp_path):
     assert [r["status"] for r in rows] == ["completed", "failed"]
     assert "trainer.steps=abc" in rows[1]["error"] and "Integer" in rows[1]["error"]
     assert float(rows[0]["w2"]) > 0 and rows[0]["steps"] == "4"
-    assert (sweep / "0" / ".submitit").is_dir()  # it really went through submitit
+    assert list((sweep / ".submitit").glob("*/*_0_log.out"))  # it really went through submitit
     assert "1/2 completed" in proc.stderr + proc.stdout
