@@ -12,6 +12,7 @@ checked, and puts it back when that loss is not finite.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -30,8 +31,14 @@ def save_checkpoint(state: dict, path: str | Path, keep_previous: bool = False) 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + f".{os.getpid()}.tmp")
     torch.save(state, tmp)
-    if keep_previous and path.exists():
-        os.replace(path, path.with_name(PREV))
+    if keep_previous and path.exists():  # a second name for it first: last.pt never goes missing
+        prev_tmp = path.with_name(f"{PREV}.{os.getpid()}.tmp")
+        prev_tmp.unlink(missing_ok=True)
+        try:
+            os.link(path, prev_tmp)
+        except OSError:  # a file system without hard links
+            shutil.copyfile(path, prev_tmp)
+        os.replace(prev_tmp, path.with_name(PREV))
     os.replace(tmp, path)
     return path
 
