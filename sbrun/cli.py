@@ -73,6 +73,8 @@ def _main(cfg: DictConfig) -> float | None:
         from sbrun.pipeline.run import run
 
         metrics = run(cfg, run_dir, on_ready=write_config, **sweep)
+        if not replica:  # written while the lock is held
+            rundir.write_status(run_dir, status="completed", wall_seconds=time.perf_counter() - t0)
     except KeyboardInterrupt as e:
         if ours():
             rundir.write_status(run_dir, status="interrupted", error=str(e),
@@ -98,7 +100,6 @@ def _main(cfg: DictConfig) -> float | None:
             lock.close()
     if replica:
         return None
-    rundir.write_status(run_dir, status="completed", wall_seconds=time.perf_counter() - t0)
     print(f"sbrun: done; results in {run_dir}", flush=True)
     for d in _wandb_offline_dirs(run_dir)[-1:]:
         print(f"sbrun: W&B ran offline; upload with: wandb sync {d}", flush=True)
