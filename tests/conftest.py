@@ -12,6 +12,7 @@ import pytest
 import torch
 
 torch.set_num_threads(1)
+pytest.register_assert_rewrite("reliability_helpers")  # tests/reliability's helpers and fixtures
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 # one thread per process: the suite runs many small ops and CLI subprocesses on 2 cores,

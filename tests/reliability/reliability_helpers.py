@@ -1,14 +1,20 @@
 """Helpers of the reliability suite: run ``sbrun`` / ``sbrun-transport`` as a user does (this
-checkout on ``PYTHONPATH``), assert one-line errors, hash run directories."""
+checkout on ``PYTHONPATH``), assert one-line errors, hash run directories; and its fixtures
+(one finished smoke run, copied by each test that injects a fault into it), registered by
+``pytest_plugins = ["reliability_helpers"]`` in the test modules (a conftest.py here would
+shadow tests/conftest.py's module name)."""
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE = ["debug=smoke", "logger=none", "trainer.threads=1", "eval.figures=false"]
@@ -62,3 +68,21 @@ def digest(run_dir: Path) -> dict[str, str]:
         if p.is_file() and p.name not in (".sbrun.lock", "run.log"):
             out[str(p.relative_to(run_dir))] = hashlib.sha256(p.read_bytes()).hexdigest()
     return out
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """A finished flow-matching smoke run with W&B offline (never modified: copy it)."""
+    rd = tmp_path_factory.mktemp("finished") / "run"
+    proc = run_sbrun(rd, *SMOKE, "logger=wandb", "logger.mode=offline",
+                 extra_env={"WANDB_MODE": "offline"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return rd, proc
+
+
+@pytest.fixture
+def run_copy(finished_run, tmp_path) -> Path:
+    """A private copy of the finished run to damage."""
+    dst = tmp_path / "copy"
+    shutil.copytree(finished_run[0], dst, ignore=shutil.ignore_patterns("wandb", ".sbrun.lock"))
+    return dst

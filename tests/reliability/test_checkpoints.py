@@ -13,6 +13,8 @@ from reliability_helpers import SMOKE, compose, one_line_error, run_sbrun, trans
 from sbrun.errors import ConfigError, TrainingError
 from sbrun.pipeline.checkpoint import load_checkpoint
 
+pytest_plugins = ["reliability_helpers"]  # finished_run, run_copy
+
 
 def _trainer(tmp_path, *overrides):
 

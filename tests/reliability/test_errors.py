@@ -9,6 +9,8 @@ from reliability_helpers import SMOKE, compose, digest, one_line_error, run_sbru
 
 from sbrun.errors import ConfigError
 
+pytest_plugins = ["reliability_helpers"]  # finished_run, run_copy
+
 
 @pytest.mark.parametrize("args, expected", [
     (["trainer.stpes=5"], "stpes"),                      # typo

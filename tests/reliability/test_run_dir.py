@@ -17,6 +17,8 @@ from reliability_helpers import SMOKE, compose, digest, env, one_line_error, run
 from sbrun.errors import ConfigError
 from sbrun.pipeline import rundir
 
+pytest_plugins = ["reliability_helpers"]  # finished_run, run_copy
+
 
 def test_item3_a_finished_run_is_refused_without_resume(run_copy):
     before = digest(run_copy)

@@ -8,6 +8,8 @@ import json
 import numpy as np
 from reliability_helpers import transport
 
+pytest_plugins = ["reliability_helpers"]  # finished_run, run_copy
+
 
 def test_run_dir_and_wandb_sync_are_printed(finished_run):
     rd, proc = finished_run
