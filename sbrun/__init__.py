@@ -11,3 +11,12 @@ Conventions (see also README.md and ``sbrun/sde/__init__.py``):
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """``sbrun.load_run`` without importing torch when only the CLI's config is needed."""
+    if name == "load_run":
+        from sbrun.transport import load_run
+
+        return load_run
+    raise AttributeError(f"module 'sbrun' has no attribute {name!r}")

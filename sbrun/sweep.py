@@ -194,3 +194,4 @@ class SweepSummary(Callback):
             FAILED_JOBS = sum(r["status"] != "completed" for r in rows)
         except Exception as e:  # noqa: BLE001
             log.warning("sweep summary failed: %s", e)
+

@@ -16,7 +16,7 @@ import time
 import torch
 
 from sbrun.data.images import LOADERS
-from sbrun.metrics.fid import accuracy, save_classifier, train_classifier
+from sbrun.metrics.fid import fit_classifier, save_classifier
 
 
 def main(argv: list[str] | None = None) -> float:
@@ -37,11 +37,8 @@ def main(argv: list[str] | None = None) -> float:
     data = LOADERS[args.dataset](root=args.root, max_train=args.max_train, seed=args.seed)
     print(f"{data.name}: train {tuple(data.train.shape)}, test {tuple(data.test.shape)}")
     t0 = time.perf_counter()
-    model = train_classifier(data.train, data.labels_train, epochs=args.epochs,
-                             batch_size=args.batch_size, lr=args.lr, seed=args.seed, log=print)
-    _, labels = torch.unique(torch.cat([data.labels_train, data.labels_test]),
-                             return_inverse=True)
-    acc = accuracy(model, data.test, labels[len(data.labels_train):])
+    model, acc = fit_classifier(data, epochs=args.epochs, batch_size=args.batch_size,
+                                lr=args.lr, seed=args.seed, log=print)
     save_classifier(model, args.out, acc, data.name)
     print(f"test accuracy {acc:.4f} ({len(data.test)} images), "
           f"{time.perf_counter() - t0:.0f} s; saved {args.out}")

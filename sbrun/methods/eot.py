@@ -102,6 +102,24 @@ class EOT(Method):
                                        sigma=None if exact else self.sigma,
                                        max_iter=None if exact else self.max_iter, tol=self.tol)
 
+    # -- checkpoint: the solved plan, so a finished run transports without re-solving ------
+    def state_dict(self) -> dict:
+        """The static plan (tensors and numbers only) for the run's checkpoint."""
+        self.solve()
+        c = self.coupling
+        return {"x0s": self.x0s, "x1s": self.x1s, "plan": c.plan, "cost": float(c.cost),
+                "potentials": None if c.potentials is None else list(c.potentials),
+                "converged": bool(c.converged), "n_iter": int(c.n_iter), "err": float(c.err)}
+
+    def load_state_dict(self, state: dict) -> None:
+        from sbrun.couplings.base import CouplingResult
+
+        pot = state["potentials"]
+        self.x0s, self.x1s = state["x0s"].cpu(), state["x1s"].cpu()
+        self.coupling = CouplingResult(state["plan"].cpu(), state["cost"],
+                                       None if pot is None else (pot[0].cpu(), pot[1].cpu()),
+                                       state["converged"], state["n_iter"], state["err"])
+
     def phases(self, steps: int) -> list[Phase]:
         return [Phase("train", steps)] if self.map == "neural" else []
 

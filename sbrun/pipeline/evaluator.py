@@ -32,6 +32,16 @@ def heldout_halves(dist: Distribution, n: int, seed: int) -> tuple[Tensor, Tenso
     return dist.heldout(n, seed), dist.heldout(n, seed + 1)
 
 
+def check_eval_config(cfg: EvalConfig) -> None:
+    """Every numeric evaluation option in its range (before any draw or training)."""
+    for key, low in (("n_samples", 2), ("w2_points", 2), ("kl_bins", 2), ("n_paths", 0),
+                     ("fid_samples", 2), ("w2_floor_pairs", 1)):
+        if getattr(cfg, key) < low:
+            raise ConfigError(f"eval.{key} must be >= {low}, got {getattr(cfg, key)}")
+    if cfg.kl_bandwidth is not None and not cfg.kl_bandwidth > 0:
+        raise ConfigError(f"eval.kl_bandwidth must be > 0 (or null: Scott's rule), got {cfg.kl_bandwidth}")
+
+
 @dataclass
 class Evaluation:
     """What one evaluation produced: the metrics and the samples behind them."""
@@ -54,6 +64,7 @@ class Evaluator:
 
     def __init__(self, cfg: EvalConfig, method: Method, data: BatchSource, solver: Solver,
                  solver_steps: int, device: torch.device, seed: int = 0):
+        check_eval_config(cfg)
         check_solver(solver, method)  # a solver the method cannot feed fails before training
         self.cfg, self.method, self.data, self.solver = cfg, method, data, solver
         self.device, self.seed = device, seed
@@ -64,9 +75,22 @@ class Evaluator:
             self.source = data.source.heldout(len(self.target), seed)
             self.target = data.target.heldout(len(self.target), seed)
         self._check_options()
-        self.floor = self._w2(self.target, self.target_b)
-        self.floor_backward = self._w2(self.source, self.source_b)
+        self.floor, self.floor_std = self._floor(data.target, self.target, self.target_b, seed)
+        self.floor_backward, self.floor_std_backward = self._floor(
+            data.source, self.source, self.source_b, seed + 100)
         self.last: Evaluation | None = None
+
+    def _floor(self, dist: Distribution, a: Tensor, b: Tensor, seed: int) -> tuple[float, float]:
+        """Mean and standard deviation of W2 between ``eval.w2_floor_pairs`` pairs of
+        independent held-out sets of ``len(a)`` points each (the first pair is ``a, b``):
+        one pair is a noisy draw of the sampling floor, the mean is the floor."""
+        vals = [self._w2(a, b)]
+        for k in range(1, self.cfg.w2_floor_pairs):
+            a_k, b_k = heldout_halves(dist, len(a), seed + 7919 * k)
+            vals.append(self._w2(a_k, b_k))
+        mean = sum(vals) / len(vals)
+        std = (sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) ** 0.5 if len(vals) > 1 else 0.0
+        return mean, std
 
     def _w2(self, a: Tensor, b: Tensor) -> float:
         from sbrun.metrics.distances import w2
@@ -114,8 +138,9 @@ class Evaluator:
         res.path = None if res.path is None else res.path.detach().cpu()
         return res
 
-    def _score(self, gen: Tensor, ref: Tensor, floor: float, suffix: str) -> dict:
-        out = {f"w2{suffix}": self._w2(gen, ref), f"w2_floor{suffix}": floor}
+    def _score(self, gen: Tensor, ref: Tensor, floor: float, floor_std: float, suffix: str) -> dict:
+        out = {f"w2{suffix}": self._w2(gen, ref), f"w2_floor{suffix}": floor,
+               f"w2_floor_std{suffix}": floor_std}
         out[f"w2_ratio{suffix}"] = out[f"w2{suffix}"] / max(floor, 1e-12)
         kl = self._kl(gen, ref)
         if kl is not None:
@@ -125,15 +150,24 @@ class Evaluator:
     def _check_options(self) -> None:
         """A bad ``eval.method_metrics``, ``eval.fid`` or ``eval.final_fid``, or a missing FID
         extractor file, fails now, not after training."""
-        from sbrun.metrics.fid import FID_KINDS, load_extractor
+        from sbrun.metrics.fid import FID_KINDS, cached_classifier, load_extractor
 
         if self.cfg.method_metrics not in ("every", "final", "none"):
             raise ConfigError(f"eval.method_metrics={self.cfg.method_metrics}; valid: every, final, none")
+        if self.cfg.fid == "auto":  # images with class labels (MNIST family): classifier FID
+            labels = getattr(self.data.target, "labels_train", None)
+            labelled = labels is not None and len(torch.unique(labels)) > 1
+            self.cfg.fid = "classifier" if self.target.dim() == 4 and labelled else "none"
         for key in ("fid", "final_fid"):
             if getattr(self.cfg, key) not in FID_KINDS:
-                raise ConfigError(f"eval.{key}={getattr(self.cfg, key)}; valid: {', '.join(FID_KINDS)}")
+                raise ConfigError(f"eval.{key}={getattr(self.cfg, key)}; valid: auto (fid only), "
+                                  f"{', '.join(FID_KINDS)}")
         if self.target.dim() == 4:
-            for kind in {*FID_KINDS[self.cfg.fid], *FID_KINDS[self.cfg.final_fid]}:
+            kinds = {*FID_KINDS[self.cfg.fid], *FID_KINDS[self.cfg.final_fid]}
+            if "classifier" in kinds and not self.cfg.classifier_path:
+                # trained on first use and cached; the run's config records the file used
+                self.cfg.classifier_path = str(cached_classifier(self.data.target))
+            for kind in kinds:
                 load_extractor(kind, self.cfg.classifier_path if kind == "classifier"
                                else self.cfg.inception_path)
 
@@ -163,12 +197,13 @@ class Evaluator:
         t0 = time.perf_counter()
         nets.eval()
         res = self._transport(nets, self.source, "forward")
-        metrics = self._score(res.x, self.target, self.floor, "")
+        metrics = self._score(res.x, self.target, self.floor, self.floor_std, "")
         metrics["nfe"] = res.nfe
         backward = None
         if "backward" in self.method.directions:
             backward = self._transport(nets, self.target, "backward")
-            metrics.update(self._score(backward.x, self.source, self.floor_backward, "_backward"))
+            metrics.update(self._score(backward.x, self.source, self.floor_backward,
+                                       self.floor_std_backward, "_backward"))
         if self.cfg.method_metrics == "every" or (final and self.cfg.method_metrics == "final"):
             metrics.update(self.method.metrics(nets, self.source.to(self.device), res,
                                                self.target.to(self.device)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ from sbrun.pipeline.checkpoint import load_checkpoint, resolve_resume
 from sbrun.pipeline.distributed import broadcast_object, cleanup, setup
 from sbrun.pipeline.evaluator import Evaluation, Evaluator
 from sbrun.pipeline.trainer import Trainer
+from sbrun.solvers.base import time_grid
 
 log = logging.getLogger(__name__)
 
@@ -123,10 +125,27 @@ def run_title(cfg: DictConfig, c: Components) -> str:
     return ", ".join(parts)
 
 
+def preflight(c: Components, nets, grid) -> None:
+    """Move two points with the untrained networks through the run's sampler, each way
+    the method is evaluated, so that a solver the method cannot use (an unknown
+    ``solver.scheme``, an ODE solver for a method that samples an SDE, ...) fails before
+    the first training step. The global RNG is left as it was."""
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        for direction, dist in (("forward", c.data.source), ("backward", c.data.target)):
+            if direction not in c.method.directions:
+                continue
+            x = dist.sample(2, torch.Generator().manual_seed(0)).to(c.device)
+            c.method.transport(nets, x, c.solver, grid, direction=direction,
+                               generator=torch.Generator().manual_seed(0), keep=None)
+
+
 def run(cfg: DictConfig, run_dir: str | Path, group: str | None = None,
-        tags: tuple[str, ...] = ()) -> dict:
+        tags: tuple[str, ...] = (), on_ready: Callable[[], None] | None = None) -> dict:
     """Execute one run in ``run_dir`` and return its final metrics.
 
+    Every option is checked (build, evaluator, trainer, a two-point preflight of the
+    sampler, the checkpoint to resume) before anything is written to ``run_dir``;
+    ``on_ready()`` is called then (the CLI writes the run's ``.hydra/`` config there).
     ``group``/``tags``: W&B grouping of a sweep's jobs (set by the CLI in a multirun).
     """
     t_start = time.perf_counter()
@@ -138,18 +157,19 @@ def run(cfg: DictConfig, run_dir: str | Path, group: str | None = None,
     c.nets.to(c.device)
     run_dir = Path(broadcast_object(str(run_dir), dist))
     ckpt = resolve_resume(cfg.resume, run_dir)
+    state = load_checkpoint(ckpt, map_location=c.device) if ckpt is not None else None
     if not dist.is_main:  # replicas train only; rank 0 evaluates, logs and writes files
         try:
             trainer = Trainer(cfg.trainer, c.method, c.nets, c.data, run_dir, c.device,
                               cfg.seed, dist=dist)
-            if ckpt is not None:
-                trainer.load_state_dict(load_checkpoint(ckpt, map_location=c.device))
+            if state is not None:
+                trainer.load_state_dict(state, ckpt)
             trainer.fit()
         finally:
             cleanup(dist)
         return {}
     evaluator = Evaluator(cfg.eval, c.method, c.data, c.solver, cfg.solver.steps, c.device, cfg.seed)
-    logger = make_logger(cfg, run_dir, resumed=ckpt is not None, group=group, tags=tuple(tags))
+    logger = None
     try:
         def evaluate(nets, step, phase):
             last = len(trainer.phases) - 1  # the end of the last phase, or a finished run
@@ -166,17 +186,26 @@ def run(cfg: DictConfig, run_dir: str | Path, group: str | None = None,
         progress = make_progress(cfg.trainer.progress)
         trainer = Trainer(cfg.trainer, c.method, c.nets, c.data, run_dir, c.device, cfg.seed,
                           evaluate=evaluate, progress=progress, dist=dist)
-        if ckpt is not None:
-            trainer.load_state_dict(load_checkpoint(ckpt, map_location=c.device))
+        if state is not None:
+            trainer.load_state_dict(state, ckpt)
             log.info("resumed from %s at step %d", ckpt, trainer.step)
+        finished_before = state is not None and trainer.phase_idx >= len(trainer.phases)
+        preflight(c, trainer.ema, time_grid(cfg.solver.steps))
+        # -- everything is valid: from here on the run directory is written ----------
+        if on_ready is not None:
+            on_ready()
+        logger = make_logger(cfg, run_dir, resumed=ckpt is not None, group=group, tags=tuple(tags))
         if progress is not None:
             with progress:
                 history = trainer.fit()
         else:
             history = trainer.fit()
         if evaluator.last is None:  # a training-free method, or a finished run resumed
-            evaluate(trainer.ema, trainer.step,
-                     trainer.phases[-1] if trainer.phases else Phase("final", 0))
+            last_phase = trainer.phases[-1] if trainer.phases else Phase("final", 0)
+            if finished_before:  # its final row is in metrics.jsonl already: no duplicate
+                evaluator(trainer.ema, trainer.step, last_phase, final=True)
+            else:
+                evaluate(trainer.ema, trainer.step, last_phase)
         extra = evaluator.final_fid()  # e.g. Inception FID once, at the end
         if extra:
             logger.log_metrics(extra, trainer.step)
@@ -196,6 +225,7 @@ def run(cfg: DictConfig, run_dir: str | Path, group: str | None = None,
                 log.warning("method figures failed: %s", e)
             save_figures(figs, run_dir / "figures", logger, trainer.step)
     finally:
-        logger.finish()
+        if logger is not None:
+            logger.finish()
         cleanup(dist)
     return final

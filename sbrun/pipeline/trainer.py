@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,13 +21,49 @@ from torch import nn
 from sbrun.config import TrainerConfig
 from sbrun.errors import ConfigError, TrainingError
 from sbrun.methods.base import Batch, Method, Phase
-from sbrun.pipeline.checkpoint import save_checkpoint
+from sbrun.pipeline.checkpoint import LAST, PREV, load_weights, save_checkpoint
 from sbrun.pipeline.data import BatchSource
 from sbrun.pipeline.distributed import DistInfo, wrap
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 log = logging.getLogger(__name__)
+
+
+OPTIMIZERS = ("adamw", "adam")
+SCHEDULES = ("constant", "cosine")
+
+
+def check_trainer_config(cfg: TrainerConfig) -> None:
+    """Every trainer option in its range (a ``ConfigError`` naming it otherwise)."""
+    for key in ("steps", "batch_size"):
+        if getattr(cfg, key) < 1:
+            raise ConfigError(f"trainer.{key} must be >= 1, got {getattr(cfg, key)}")
+    for key in ("warmup", "eval_every", "checkpoint_every", "interrupt_at", "threads",
+                "weight_decay", "lr_min"):
+        if getattr(cfg, key) < 0:
+            raise ConfigError(f"trainer.{key} must be >= 0, got {getattr(cfg, key)}")
+    if not (math.isfinite(cfg.lr) and cfg.lr > 0):
+        raise ConfigError(f"trainer.lr must be a finite number > 0, got {cfg.lr}")
+    if cfg.lr_min > cfg.lr:
+        raise ConfigError(f"trainer.lr_min={cfg.lr_min} must be <= trainer.lr={cfg.lr}")
+    if not 0 <= cfg.ema < 1:
+        raise ConfigError(f"trainer.ema is an EMA decay in [0, 1) (0 disables), got {cfg.ema}")
+    if cfg.optimizer not in OPTIMIZERS:
+        raise ConfigError(f"unknown trainer.optimizer '{cfg.optimizer}'; valid: {', '.join(OPTIMIZERS)}")
+    if cfg.schedule not in SCHEDULES:
+        raise ConfigError(f"unknown trainer.schedule '{cfg.schedule}'; valid: {', '.join(SCHEDULES)}")
+    if cfg.precision not in PRECISIONS:
+        raise ConfigError(f"unknown trainer.precision '{cfg.precision}'; valid: {', '.join(PRECISIONS)}")
+
+
+def _plain(v):
+    """Numbers from numpy/torch as Python floats/ints (checkpoints hold plain data only)."""
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    return v.item() if hasattr(v, "item") and getattr(v, "ndim", 0) == 0 else v
 
 
 def make_optimizer(cfg: TrainerConfig, params, device: torch.device) -> torch.optim.Optimizer:
@@ -62,12 +99,7 @@ class Trainer:
     def __init__(self, cfg: TrainerConfig, method: Method, nets: nn.ModuleDict,
                  data: BatchSource, run_dir: Path, device: torch.device, seed: int,
                  evaluate: Callable | None = None, progress=None, dist: DistInfo | None = None):
-        for key in ("steps", "batch_size"):
-            if getattr(cfg, key) < 1:
-                raise ConfigError(f"trainer.{key} must be >= 1, got {getattr(cfg, key)}")
-        if cfg.precision not in PRECISIONS:
-            raise ConfigError(f"unknown trainer.precision '{cfg.precision}'; valid: "
-                              f"{', '.join(PRECISIONS)}")
+        check_trainer_config(cfg)
         self.cfg, self.method, self.nets, self.data = cfg, method, nets, data
         self.device, self.run_dir, self.evaluate = device, Path(run_dir), evaluate
         self.dist = dist or DistInfo()
@@ -96,23 +128,36 @@ class Trainer:
         self.progress = progress
         self.history: list[dict] = []
         self.train_time = 0.0
+        # last.pt's weights have not yet given a checked loss (prev.pt is kept until then)
+        self._unverified = (self.run_dir / "checkpoints" / PREV).exists()
 
     # -- checkpoints -------------------------------------------------------------
     def state_dict(self) -> dict:
-        return {
+        """Tensors, numbers, strings and plain containers only (``weights_only`` loads it)."""
+        state = {
             "nets": self.nets.state_dict(), "ema": self.ema.state_dict(),
             "opts": {k: o.state_dict() for k, o in self.opts.items()},
             "step": self.step, "phase_idx": self.phase_idx, "phase_step": self.phase_step,
             "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
-            "history": self.history, "train_time": self.train_time,
-            "scaler": self.scaler.state_dict(),
+            "history": _plain(self.history), "train_time": float(self.train_time),
+            "scaler": _plain(self.scaler.state_dict()),
         }
+        method_state = getattr(self.method, "state_dict", None)  # e.g. eot's static plan
+        if callable(method_state):
+            state["method"] = method_state()
+        return state
 
-    def load_state_dict(self, state: dict) -> None:
-        self.nets.load_state_dict(state["nets"])
-        self.ema.load_state_dict(state["ema"])
-        for k, o in self.opts.items():
-            o.load_state_dict(state["opts"][k])
+    def load_state_dict(self, state: dict, path: str | Path = "checkpoint") -> None:
+        load_weights(self.nets, state["nets"], path)
+        load_weights(self.ema, state["ema"], path)
+        try:
+            for k, o in self.opts.items():
+                o.load_state_dict(state["opts"][k])
+        except (KeyError, ValueError) as e:
+            raise ConfigError(f"checkpoint {path}: optimiser state does not fit this run "
+                              f"({type(e).__name__}: {e})") from None
+        if "method" in state and hasattr(self.method, "load_state_dict"):
+            self.method.load_state_dict(state["method"])
         self.step, self.phase_idx = state["step"], state["phase_idx"]
         self.phase_step = state["phase_step"]
         self.generator.set_state(state["generator"])
@@ -125,10 +170,19 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
 
     def save(self) -> Path:
-        path = self.run_dir / "checkpoints" / "last.pt"
+        """Write ``last.pt``; the previous one stays as ``prev.pt`` until these weights have
+        given a finite loss (see :meth:`_non_finite`)."""
+        path = self.run_dir / "checkpoints" / LAST
         if self.dist.is_main:
-            save_checkpoint(self.state_dict(), path)
+            save_checkpoint(self.state_dict(), path, keep_previous=not self._unverified)
+            self._unverified = True
         return path
+
+    def _verified(self) -> None:
+        """The weights in ``last.pt`` gave a finite loss: ``prev.pt`` is no longer needed."""
+        self._unverified = False
+        if self.dist.is_main:
+            (self.run_dir / "checkpoints" / PREV).unlink(missing_ok=True)
 
     # -- one step ---------------------------------------------------------------
     def _ema_update(self, names: tuple[str, ...]) -> None:
@@ -148,9 +202,13 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                             enabled=self.amp_dtype is not None):
             out = self.method.loss(self.train_nets, batch, phase)
-        # the finiteness check syncs a GPU: every step on CPU, every 10th on CUDA
-        if (self.device.type == "cpu" or self.step % 10 == 0) and not torch.isfinite(out.loss):
-            self._non_finite(out.loss, phase)
+        # the finiteness check syncs a GPU: every step on CPU, every 10th on CUDA, and
+        # always on the first step after a checkpoint (which is kept only if it passes)
+        if self.device.type == "cpu" or self.step % 10 == 0 or self._unverified:
+            if not torch.isfinite(out.loss):
+                self._non_finite(out.loss, phase)
+            if self._unverified:
+                self._verified()
         lr = lr_at(self.cfg, self.phase_step, phase.steps)
         opts = [self.opts[k] for k in phase.trainable]
         for o in opts:
@@ -170,13 +228,21 @@ class Trainer:
         return out.stats
 
     def _non_finite(self, loss, phase: Phase) -> None:
-        """Stop with a clear error, keeping (or writing) the last good checkpoint."""
-        path = self.run_dir / "checkpoints" / "last.pt"
-        params_ok = all(bool(torch.isfinite(p).all()) for p in self.nets.parameters())
-        if params_ok:  # the bad step was not applied: these parameters are the last good ones
-            path = self.save()
-        where = f"last good checkpoint: {path}" if path.exists() else "no checkpoint was written yet"
-        raise TrainingError(f"non-finite loss ({float(loss)}) at step {self.step} in phase "
+        """Stop with a clear error. ``last.pt`` is the last checkpoint whose weights gave a
+        finite loss: one written since the last check is replaced by ``prev.pt``."""
+        ckpt = self.run_dir / "checkpoints"
+        path, where = ckpt / LAST, "no checkpoint was written yet"
+        if self.dist.is_main and self._unverified and path.exists():
+            # these very weights gave the non-finite loss: never resume from them
+            if (ckpt / PREV).exists():
+                os.replace(ckpt / PREV, path)
+            else:
+                os.replace(path, ckpt / "diverged.pt")
+                where = f"the only checkpoint diverged (kept as {ckpt / 'diverged.pt'})"
+        if path.exists():
+            step = torch.load(path, map_location="cpu", weights_only=True)["step"]
+            where = f"last good checkpoint: {path} (step {step}); resume=true continues from it"
+        raise TrainingError(f"non-finite loss ({float(loss.detach())}) at step {self.step} in phase "
                             f"'{phase.name}'; {where} (lower trainer.lr?)")
 
     # -- loop --------------------------------------------------------------------
@@ -229,4 +295,8 @@ class Trainer:
             self.phase_idx += 1
             self.phase_step = 0
             self.save()
+        if not self.phases:  # a training-free method: its checkpoint holds the method state
+            self.save()
+        if all(bool(torch.isfinite(p).all()) for p in self.nets.parameters()):
+            self._verified()  # a finished run keeps one checkpoint: its final weights
         return self.history
