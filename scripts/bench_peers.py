@@ -1,0 +1,258 @@
+"""sbrun's flow matching against torchcfm's I-CFM / OT-CFM / SB-CFM, measured in one run.
+
+Needs the optional extra ``pip install .[peers]`` (torchcfm, imported, never copied).
+
+Tong et al.'s 2D protocol on the three tasks N(0,I)->moons, N(0,I)->8gaussians and
+moons->8gaussians in torchcfm's data scaling (``data=torchcfm_*``): 3x64 SELU MLP with
+t concatenated, AdamW lr 1e-3 weight decay 1e-5, batch 512, sigma 0.1, no EMA, no
+clipping, ``--steps`` steps (10 000 by default). Both libraries train on the same draws'
+distribution (sbrun's ``torchcfm_*`` samplers, which reproduce torchcfm's
+``sample_moons`` / ``sample_8gaussians``; each side with its own generator seeded by the
+seed) and are evaluated on the same points: 1000 held-out source draws moved by 100 Euler
+steps of the learned field, W2 = sqrt(POT emd2) against 1000 held-out target draws, and
+the floor = W2 between those and 1000 more target draws.
+
+Couplings, torchcfm -> sbrun: I-CFM (``ConditionalFlowMatcher``) -> ``independent``;
+OT-CFM (``ExactOptimalTransportConditionalFlowMatcher``) -> ``exact_ot``; SB-CFM
+(``SchrodingerBridgeConditionalFlowMatcher(ot_method=--sb-ot)``, sinkhorn by default: the
+entropic plan) -> ``entropic_ot``. Runs are interleaved (seed, task, then the six
+trainings alternating torchcfm / sbrun), each with one torch thread; sbrun's trainer
+solves the next batch's plan on its worker thread while a step trains
+(``trainer.prefetch``; ``--no-prefetch`` turns it off). Seconds per step = training wall
+time / steps (evaluation excluded). Every finished run is appended to ``--csv`` at once;
+``--table CSV`` prints the table of a (possibly partial) CSV.
+
+    python scripts/bench_peers.py --steps 10000 --seeds 0 1 2 --csv peers.csv
+    python scripts/bench_peers.py --steps 500 --seeds 0 --csv timing.csv   # step times only
+    python scripts/bench_peers.py --table peers.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # this checkout's sbrun, whatever is installed
+TASKS = {"N->moons": "torchcfm_gaussian2moons", "N->8gaussians": "torchcfm_gaussian28gaussians",
+         "moons->8gaussians": "torchcfm_moons28gaussians"}
+PAIRS = (("I-CFM", "independent"), ("OT-CFM", "exact_ot"), ("SB-CFM", "entropic_ot"))
+SIGMA, BATCH, LR, WD, EVAL_N, EULER = 0.1, 512, 1e-3, 1e-5, 1000, 100
+FIELDS = ["task", "lib", "coupling", "seed", "steps", "w2", "floor", "ratio", "s_per_step",
+          "train_s", "prefetch", "load"]
+
+
+def compose(overrides: list[str]):
+    from hydra import compose as hcompose
+    from hydra import initialize_config_dir
+
+    from sbrun.config import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(REPO / "sbrun" / "conf"), version_base="1.3"):
+        return hcompose("config", overrides=overrides)
+
+
+def sbrun_cfg(task: str, coupling: str, steps: int, seed: int, prefetch: bool):
+    return compose(["+experiment=cfm_protocol_2d", f"data={TASKS[task]}", f"method.coupling={coupling}",
+                    f"trainer.steps={steps}", f"seed={seed}", "trainer.threads=1", "logger=none",
+                    "trainer.progress=false", "trainer.checkpoint_every=0",
+                    f"trainer.prefetch={str(prefetch).lower()}"])
+
+
+def eval_points(data, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Held-out source draws, target draws and a second target sample (the floor)."""
+    g = torch.Generator().manual_seed(10_000 + seed)
+    return data.source.sample(EVAL_N, g), data.target.sample(EVAL_N, g), data.target.sample(EVAL_N, g)
+
+
+def w2(x: torch.Tensor, y: torch.Tensor) -> float:
+    import ot
+
+    x, y = x.double(), y.double()
+    w = torch.full((x.shape[0],), 1.0 / x.shape[0], dtype=torch.float64)
+    return math.sqrt(float(ot.emd2(w, w, torch.cdist(x, y) ** 2, numItermax=10_000_000)))
+
+
+@torch.no_grad()
+def euler(field, x: torch.Tensor) -> torch.Tensor:
+    """``EULER`` Euler steps of ``dx = field(t, x) dt`` on [0, 1] (the same for both)."""
+    h = 1.0 / EULER
+    for k in range(EULER):
+        x = x + h * field(torch.full((x.shape[0],), k * h), x)
+    return x
+
+
+def train_sbrun(task: str, coupling: str, steps: int, seed: int, prefetch: bool):
+    from sbrun.pipeline.build import build
+    from sbrun.pipeline.trainer import Trainer
+
+    cfg = sbrun_cfg(task, coupling, steps, seed, prefetch)
+    c = build(cfg)
+    with tempfile.TemporaryDirectory() as d:
+        trainer = Trainer(cfg.trainer, c.method, c.nets, c.data, Path(d), c.device, cfg.seed)
+        t0 = time.perf_counter()
+        trainer.fit()
+        train_s = time.perf_counter() - t0
+    drift = c.method.drift(trainer.ema)
+    return (lambda t, x: drift(t, x)), train_s, c.data
+
+
+def train_torchcfm(task: str, peer: str, steps: int, seed: int, data, sb_ot: str):
+    from torchcfm.conditional_flow_matching import (
+        ConditionalFlowMatcher,
+        ExactOptimalTransportConditionalFlowMatcher,
+        SchrodingerBridgeConditionalFlowMatcher,
+    )
+    from torchcfm.models.models import MLP
+
+    import numpy as np
+
+    torch.manual_seed(seed)
+    np.random.seed(seed)  # torchcfm's OT samplers draw pairs with numpy's global RNG
+    fm = {"I-CFM": lambda: ConditionalFlowMatcher(sigma=SIGMA),
+          "OT-CFM": lambda: ExactOptimalTransportConditionalFlowMatcher(sigma=SIGMA),
+          "SB-CFM": lambda: SchrodingerBridgeConditionalFlowMatcher(sigma=SIGMA, ot_method=sb_ot)}[peer]()
+    model = MLP(dim=2, time_varying=True, w=64)
+    opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=WD)
+    g = torch.Generator().manual_seed(seed)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        x0, x1 = data.batch(BATCH, g)
+        opt.zero_grad()
+        t, xt, ut = fm.sample_location_and_conditional_flow(x0, x1)
+        loss = torch.mean((model(torch.cat([xt, t[:, None]], dim=-1)) - ut) ** 2)
+        loss.backward()
+        opt.step()
+    train_s = time.perf_counter() - t0
+    model.eval()
+    return (lambda t, x: model(torch.cat([x, t[:, None]], dim=-1))), train_s
+
+
+def load() -> float:
+    return os.getloadavg()[0]
+
+
+def run(args) -> None:
+    import warnings
+
+    torch.set_num_threads(1)
+    warnings.filterwarnings("ignore")  # POT's Sinkhorn warnings at reg = 0.02 (see --sb-ot)
+    path = args.csv
+    new = not path.exists()
+    with path.open("a", newline="") as fh:
+        out = csv.DictWriter(fh, fieldnames=FIELDS)
+        if new:
+            out.writeheader()
+        for seed in args.seeds:
+            for task in args.tasks:
+                data = None
+                for peer, coupling in PAIRS:
+                    if coupling not in args.couplings:
+                        continue
+                    for lib in ("torchcfm", "sbrun"):
+                        if lib == "sbrun":
+                            field, train_s, data = train_sbrun(task, coupling, args.steps, seed,
+                                                               not args.no_prefetch)
+                        else:
+                            if data is None:
+                                data = _data(task)
+                            field, train_s = train_torchcfm(task, peer, args.steps, seed, data, args.sb_ot)
+                        x0, y, y2 = eval_points(data, seed)
+                        dist, floor = w2(euler(field, x0), y), w2(y2, y)
+                        row = {"task": task, "lib": lib, "coupling": coupling, "seed": seed,
+                               "steps": args.steps, "w2": dist, "floor": floor, "ratio": dist / floor,
+                               "s_per_step": train_s / args.steps, "train_s": train_s,
+                               "prefetch": lib == "sbrun" and not args.no_prefetch, "load": load()}
+                        out.writerow(row)
+                        fh.flush()
+                        print(f"{task} {lib} {coupling if lib == 'sbrun' else peer} seed={seed}: "
+                              f"W2 {dist:.3f} floor {floor:.3f} ({dist / floor:.2f}x), "
+                              f"{1e3 * train_s / args.steps:.1f} ms/step (load {row['load']:.1f})",
+                              file=sys.stderr, flush=True)
+
+
+def _data(task: str):
+    from sbrun.pipeline.build import build
+
+    return build(sbrun_cfg(task, "independent", 1, 0, False)).data
+
+
+def fmt(vals: list[float], digits: int = 2) -> str:
+    if not vals:
+        return "–"
+    if len(vals) == 1:
+        return f"{vals[0]:.{digits}f}"
+    return f"{statistics.mean(vals):.{digits}f} ± {statistics.stdev(vals):.{digits}f}"
+
+
+def table(path: Path) -> str:
+    rows = list(csv.DictReader(path.open()))
+    lines = ["| task | torchcfm / sbrun | seeds | W2/floor torchcfm | W2/floor sbrun | "
+             "ms/step torchcfm | ms/step sbrun | step ratio sbrun/torchcfm |",
+             "|---|---|---|---|---|---|---|---|"]
+    ms = {}
+    for task in TASKS:
+        for peer, coupling in PAIRS:
+            sel = {lib: [r for r in rows if r["task"] == task and r["coupling"] == coupling
+                         and r["lib"] == lib] for lib in ("torchcfm", "sbrun")}
+            if not any(sel.values()):
+                continue
+            ratio = {k: [float(r["ratio"]) for r in v] for k, v in sel.items()}
+            step = {k: [1e3 * float(r["s_per_step"]) for r in v] for k, v in sel.items()}
+            ms[task, coupling] = {k: statistics.mean(v) for k, v in step.items() if v}
+            both = ms[task, coupling]
+            rel = f"{both['sbrun'] / both['torchcfm']:.2f}" if len(both) == 2 else "–"
+            seeds = "/".join(str(len(v)) for v in sel.values())
+            lines.append(f"| {task} | {peer} / {coupling} | {seeds} | {fmt(ratio['torchcfm'])} | "
+                         f"{fmt(ratio['sbrun'])} | {fmt(step['torchcfm'], 1)} | {fmt(step['sbrun'], 1)} | {rel} |")
+    lines.append("")
+    for task in TASKS:
+        parts = []
+        ot_, ind, ent = (ms.get((task, c), {}) for c in ("exact_ot", "independent", "entropic_ot"))
+        if "sbrun" in ot_ and "torchcfm" in ot_:
+            parts.append(f"exact_ot / OT-CFM step {ot_['sbrun'] / ot_['torchcfm']:.2f} (target <= 0.5)")
+        if "sbrun" in ent and "sbrun" in ind:
+            parts.append(f"entropic_ot / independent step {ent['sbrun'] / ind['sbrun']:.2f} (target <= 2)")
+        if parts:
+            lines.append(f"- {task}: " + "; ".join(parts))
+    loads = [float(r["load"]) for r in rows]
+    if loads:
+        lines.append(f"- load average (1 min) at the end of the runs: {min(loads):.1f}–{max(loads):.1f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, default=10_000)
+    p.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
+    p.add_argument("--tasks", nargs="*", default=list(TASKS), choices=list(TASKS))
+    p.add_argument("--couplings", nargs="*", default=[c for _, c in PAIRS],
+                   choices=[c for _, c in PAIRS])
+    p.add_argument("--sb-ot", default="sinkhorn", choices=["sinkhorn", "exact"],
+                   help="torchcfm SB-CFM's plan (its default is exact; sinkhorn is the entropic plan)")
+    p.add_argument("--no-prefetch", action="store_true", help="sbrun: trainer.prefetch=false")
+    p.add_argument("--csv", type=Path, default=Path("bench_peers.csv"))
+    p.add_argument("--table", type=Path, default=None, help="print the table of this CSV and stop")
+    args = p.parse_args(argv)
+    if args.table is None:
+        try:
+            import torchcfm  # noqa: F401
+        except ImportError:
+            p.error("torchcfm is not installed: pip install '.[peers]'")
+        run(args)
+    print(table(args.table or args.csv))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
