@@ -108,14 +108,13 @@ def train_sbrun(task: str, coupling: str, steps: int, seed: int, prefetch: bool)
 
 
 def train_torchcfm(task: str, peer: str, steps: int, seed: int, data, sb_ot: str):
+    import numpy as np
     from torchcfm.conditional_flow_matching import (
         ConditionalFlowMatcher,
         ExactOptimalTransportConditionalFlowMatcher,
         SchrodingerBridgeConditionalFlowMatcher,
     )
     from torchcfm.models.models import MLP
-
-    import numpy as np
 
     torch.manual_seed(seed)
     np.random.seed(seed)  # torchcfm's OT samplers draw pairs with numpy's global RNG
@@ -214,7 +213,8 @@ def table(path: Path) -> str:
             rel = f"{both['sbrun'] / both['torchcfm']:.2f}" if len(both) == 2 else "–"
             seeds = "/".join(str(len(v)) for v in sel.values())
             lines.append(f"| {task} | {peer} / {coupling} | {seeds} | {fmt(ratio['torchcfm'])} | "
-                         f"{fmt(ratio['sbrun'])} | {fmt(step['torchcfm'], 1)} | {fmt(step['sbrun'], 1)} | {rel} |")
+                         f"{fmt(ratio['sbrun'])} | {fmt(step['torchcfm'], 1)} | "
+                         f"{fmt(step['sbrun'], 1)} | {rel} |")
     lines.append("")
     for task in TASKS:
         parts = []
