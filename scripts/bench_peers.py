@@ -19,11 +19,13 @@ entropic plan) -> ``entropic_ot``. Runs are interleaved (seed, task, then the si
 trainings alternating torchcfm / sbrun), each with one torch thread; sbrun's trainer
 solves the next batch's plan on its worker thread while a step trains
 (``trainer.prefetch``; ``--no-prefetch`` turns it off). Seconds per step = training wall
-time / steps (evaluation excluded). Every finished run is appended to ``--csv`` at once;
-``--table CSV`` prints the table of a (possibly partial) CSV.
+time / steps (evaluation excluded). On a shared machine whole runs see different loads;
+``--timing`` instead advances the six trainings of a task in shuffled round-robin blocks of
+``--block`` steps and reports the median block (same load for all six). Every finished run
+is appended to ``--csv`` at once; ``--table CSV`` prints the table of a (possibly partial) CSV.
 
     python scripts/bench_peers.py --steps 10000 --seeds 0 1 2 --csv peers.csv
-    python scripts/bench_peers.py --steps 500 --seeds 0 --csv timing.csv   # step times only
+    python scripts/bench_peers.py --timing --steps 400 --seeds 0 --csv timing.csv  # step times
     python scripts/bench_peers.py --table peers.csv
 """
 
@@ -92,92 +94,162 @@ def euler(field, x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def train_sbrun(task: str, coupling: str, steps: int, seed: int, prefetch: bool):
-    from sbrun.pipeline.build import build
-    from sbrun.pipeline.trainer import Trainer
+class SbrunRun:
+    """One sbrun training (``cfm_protocol_2d``), stepped by :meth:`steps` or :meth:`fit`."""
 
-    cfg = sbrun_cfg(task, coupling, steps, seed, prefetch)
-    c = build(cfg)
-    with tempfile.TemporaryDirectory() as d:
-        trainer = Trainer(cfg.trainer, c.method, c.nets, c.data, Path(d), c.device, cfg.seed)
-        t0 = time.perf_counter()
-        trainer.fit()
-        train_s = time.perf_counter() - t0
-    drift = c.method.drift(trainer.ema)
-    return (lambda t, x: drift(t, x)), train_s, c.data
+    def __init__(self, task: str, coupling: str, steps: int, seed: int, prefetch: bool, run_dir: Path):
+        from sbrun.pipeline.build import build
+        from sbrun.pipeline.trainer import Trainer
+
+        cfg = sbrun_cfg(task, coupling, steps, seed, prefetch)
+        self.c = c = build(cfg)
+        self.trainer = Trainer(cfg.trainer, c.method, c.nets, c.data, run_dir, c.device, cfg.seed)
+        self.data = c.data
+
+    def fit(self) -> None:
+        self.trainer.fit()
+
+    def steps(self, k: int) -> None:
+        """``k`` training steps as ``Trainer.fit`` takes them (prefetching included)."""
+        tr = self.trainer
+        phase = tr.phases[0]
+        if tr.prefetcher is None:
+            tr.nets.train()
+            tr.start_prefetch(phase)
+        for _ in range(k):
+            tr.train_step(phase)
+
+    def field(self):
+        self.trainer.stop_prefetch()
+        drift = self.c.method.drift(self.trainer.ema)
+        return lambda t, x: drift(t, x)
 
 
-def train_torchcfm(task: str, peer: str, steps: int, seed: int, data, sb_ot: str):
-    import numpy as np
-    from torchcfm.conditional_flow_matching import (
-        ConditionalFlowMatcher,
-        ExactOptimalTransportConditionalFlowMatcher,
-        SchrodingerBridgeConditionalFlowMatcher,
-    )
-    from torchcfm.models.models import MLP
+class TorchcfmRun:
+    """torchcfm's training loop (its matchers and MLP) on the same task."""
 
-    torch.manual_seed(seed)
-    np.random.seed(seed)  # torchcfm's OT samplers draw pairs with numpy's global RNG
-    fm = {"I-CFM": lambda: ConditionalFlowMatcher(sigma=SIGMA),
-          "OT-CFM": lambda: ExactOptimalTransportConditionalFlowMatcher(sigma=SIGMA),
-          "SB-CFM": lambda: SchrodingerBridgeConditionalFlowMatcher(sigma=SIGMA, ot_method=sb_ot)}[peer]()
-    model = MLP(dim=2, time_varying=True, w=64)
-    opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=WD)
-    g = torch.Generator().manual_seed(seed)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        x0, x1 = data.batch(BATCH, g)
-        opt.zero_grad()
-        t, xt, ut = fm.sample_location_and_conditional_flow(x0, x1)
-        loss = torch.mean((model(torch.cat([xt, t[:, None]], dim=-1)) - ut) ** 2)
-        loss.backward()
-        opt.step()
-    train_s = time.perf_counter() - t0
-    model.eval()
-    return (lambda t, x: model(torch.cat([x, t[:, None]], dim=-1))), train_s
+    def __init__(self, peer: str, seed: int, data, sb_ot: str):
+        import numpy as np
+        from torchcfm.conditional_flow_matching import (
+            ConditionalFlowMatcher,
+            ExactOptimalTransportConditionalFlowMatcher,
+            SchrodingerBridgeConditionalFlowMatcher,
+        )
+        from torchcfm.models.models import MLP
+
+        torch.manual_seed(seed)
+        np.random.seed(seed)  # torchcfm's OT samplers draw pairs with numpy's global RNG
+        self.fm = {"I-CFM": lambda: ConditionalFlowMatcher(sigma=SIGMA),
+                   "OT-CFM": lambda: ExactOptimalTransportConditionalFlowMatcher(sigma=SIGMA),
+                   "SB-CFM": lambda: SchrodingerBridgeConditionalFlowMatcher(
+                       sigma=SIGMA, ot_method=sb_ot)}[peer]()
+        self.model = MLP(dim=2, time_varying=True, w=64)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=LR, weight_decay=WD)
+        self.g = torch.Generator().manual_seed(seed)
+        self.data = data
+
+    def steps(self, k: int) -> None:
+        model, opt, fm = self.model, self.opt, self.fm
+        for _ in range(k):
+            x0, x1 = self.data.batch(BATCH, self.g)
+            opt.zero_grad()
+            t, xt, ut = fm.sample_location_and_conditional_flow(x0, x1)
+            loss = torch.mean((model(torch.cat([xt, t[:, None]], dim=-1)) - ut) ** 2)
+            loss.backward()
+            opt.step()
+
+    def field(self):
+        model = self.model.eval()
+        return lambda t, x: model(torch.cat([x, t[:, None]], dim=-1))
+
+
+def make_run(lib: str, task: str, peer: str, coupling: str, args, seed: int, run_dir: Path, data):
+    if lib == "sbrun":
+        return SbrunRun(task, coupling, args.steps, seed, not args.no_prefetch, run_dir)
+    return TorchcfmRun(peer, seed, data, args.sb_ot)
 
 
 def load() -> float:
     return os.getloadavg()[0]
 
 
-def run(args) -> None:
-    import warnings
+def evaluate(run, data, seed: int) -> tuple[float, float]:
+    x0, y, y2 = eval_points(data, seed)
+    return w2(euler(run.field(), x0), y), w2(y2, y)
 
-    torch.set_num_threads(1)
-    warnings.filterwarnings("ignore")  # POT's Sinkhorn warnings at reg = 0.02 (see --sb-ot)
+
+def run(args) -> None:
+    """Full trainings one after the other (seed, task, then the six runs); every finished
+    run is appended to the CSV at once."""
     path = args.csv
     new = not path.exists()
-    with path.open("a", newline="") as fh:
+    with path.open("a", newline="") as fh, tempfile.TemporaryDirectory() as tmp:
         out = csv.DictWriter(fh, fieldnames=FIELDS)
         if new:
             out.writeheader()
         for seed in args.seeds:
             for task in args.tasks:
-                data = None
+                data = _data(task)
                 for peer, coupling in PAIRS:
                     if coupling not in args.couplings:
                         continue
                     for lib in ("torchcfm", "sbrun"):
-                        if lib == "sbrun":
-                            field, train_s, data = train_sbrun(task, coupling, args.steps, seed,
-                                                               not args.no_prefetch)
-                        else:
-                            if data is None:
-                                data = _data(task)
-                            field, train_s = train_torchcfm(task, peer, args.steps, seed, data, args.sb_ot)
-                        x0, y, y2 = eval_points(data, seed)
-                        dist, floor = w2(euler(field, x0), y), w2(y2, y)
-                        row = {"task": task, "lib": lib, "coupling": coupling, "seed": seed,
-                               "steps": args.steps, "w2": dist, "floor": floor, "ratio": dist / floor,
-                               "s_per_step": train_s / args.steps, "train_s": train_s,
-                               "prefetch": lib == "sbrun" and not args.no_prefetch, "load": load()}
-                        out.writerow(row)
-                        fh.flush()
-                        print(f"{task} {lib} {coupling if lib == 'sbrun' else peer} seed={seed}: "
-                              f"W2 {dist:.3f} floor {floor:.3f} ({dist / floor:.2f}x), "
-                              f"{1e3 * train_s / args.steps:.1f} ms/step (load {row['load']:.1f})",
-                              file=sys.stderr, flush=True)
+                        r = make_run(lib, task, peer, coupling, args, seed, Path(tmp) / f"{lib}{seed}", data)
+                        t0 = time.perf_counter()
+                        r.fit() if lib == "sbrun" else r.steps(args.steps)
+                        train_s = time.perf_counter() - t0
+                        dist, floor = evaluate(r, data, seed)
+                        _write(out, fh, task, lib, peer, coupling, seed, args.steps, dist, floor, train_s,
+                               lib == "sbrun" and not args.no_prefetch)
+
+
+def run_timing(args) -> None:
+    """Step times measured side by side: per task and seed the six trainings are built,
+    then advanced ``--block`` steps at a time in a shuffled round-robin until each has
+    taken ``--steps``, so that all six see the same load. ms/step = the median over blocks
+    (spikes of a shared machine drop out); W2 after ``--steps`` steps is reported too."""
+    import random
+
+    path = args.csv
+    new = not path.exists()
+    with path.open("a", newline="") as fh, tempfile.TemporaryDirectory() as tmp:
+        out = csv.DictWriter(fh, fieldnames=FIELDS)
+        if new:
+            out.writeheader()
+        for seed in args.seeds:
+            for task in args.tasks:
+                data = _data(task)
+                runs = {(lib, peer, coupling): make_run(lib, task, peer, coupling, args, seed,
+                                                        Path(tmp) / f"{lib}{coupling}{seed}", data)
+                        for peer, coupling in PAIRS if coupling in args.couplings
+                        for lib in ("torchcfm", "sbrun")}
+                for r in runs.values():  # warm-up (first calls, worker start)
+                    r.steps(2)
+                blocks = {k: [] for k in runs}
+                order = list(runs)
+                rng = random.Random(seed)
+                for _ in range(max(1, args.steps // args.block)):
+                    rng.shuffle(order)
+                    for k in order:
+                        t0 = time.perf_counter()
+                        runs[k].steps(args.block)
+                        blocks[k].append((time.perf_counter() - t0) / args.block)
+                for (lib, peer, coupling), r in runs.items():
+                    dist, floor = evaluate(r, data, seed)
+                    per_step = statistics.median(blocks[lib, peer, coupling])
+                    _write(out, fh, task, lib, peer, coupling, seed, args.steps, dist, floor,
+                           per_step * args.steps, lib == "sbrun" and not args.no_prefetch)
+
+
+def _write(out, fh, task, lib, peer, coupling, seed, steps, dist, floor, train_s, prefetch) -> None:
+    row = {"task": task, "lib": lib, "coupling": coupling, "seed": seed, "steps": steps, "w2": dist,
+           "floor": floor, "ratio": dist / floor, "s_per_step": train_s / steps, "train_s": train_s,
+           "prefetch": prefetch, "load": load()}
+    out.writerow(row)
+    fh.flush()
+    print(f"{task} {lib} {coupling if lib == 'sbrun' else peer} seed={seed}: W2 {dist:.3f} "
+          f"floor {floor:.3f} ({dist / floor:.2f}x), {1e3 * train_s / steps:.1f} ms/step "
+          f"(load {row['load']:.1f})", file=sys.stderr, flush=True)
 
 
 def _data(task: str):
@@ -243,13 +315,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-prefetch", action="store_true", help="sbrun: trainer.prefetch=false")
     p.add_argument("--csv", type=Path, default=Path("bench_peers.csv"))
     p.add_argument("--table", type=Path, default=None, help="print the table of this CSV and stop")
+    p.add_argument("--timing", action="store_true",
+                   help="step times side by side: shuffled round-robin blocks of --block steps")
+    p.add_argument("--block", type=int, default=20)
     args = p.parse_args(argv)
     if args.table is None:
         try:
             import torchcfm  # noqa: F401
         except ImportError:
             p.error("torchcfm is not installed: pip install '.[peers]'")
-        run(args)
+        import warnings
+
+        torch.set_num_threads(1)
+        warnings.filterwarnings("ignore")  # POT's Sinkhorn warnings at reg = 0.02 (see --sb-ot)
+        (run_timing if args.timing else run)(args)
     print(table(args.table or args.csv))
     return 0
 

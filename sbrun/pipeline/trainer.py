@@ -147,9 +147,9 @@ class Trainer:
             if ema_b:
                 torch._foreach_copy_(ema_b, b)
 
-    def _start_prefetch(self, phase: Phase) -> None:
+    def start_prefetch(self, phase: Phase) -> None:
         """Coupled batches for ``phase`` when the method re-pairs them (``Method.pair_fn``)."""
-        self._stop_prefetch()
+        self.stop_prefetch()
         pair_fn = self.method.pair_fn(phase)
         if pair_fn is not None:
             self.prefetcher = PairPrefetcher(self.data, pair_fn, self.cfg.batch_size,
@@ -158,7 +158,7 @@ class Trainer:
                 self.prefetcher.load_state_dict(self._prefetch_state)
         self._prefetch_state = None
 
-    def _stop_prefetch(self) -> None:
+    def stop_prefetch(self) -> None:
         if self.prefetcher is not None:
             self.prefetcher.close()
             self.prefetcher = None
@@ -227,14 +227,14 @@ class Trainer:
                        "phase_step": self.phase_step}
                 self.method.begin_phase(phase, self.ema, ctx)
                 resumed = False
-            self._start_prefetch(phase)
+            self.start_prefetch(phase)
             self.nets.train()
             t0 = time.perf_counter()
             while self.phase_step < phase.steps:
                 try:
                     stats = self.train_step(phase)
                 except BaseException:
-                    self._stop_prefetch()
+                    self.stop_prefetch()
                     raise
                 self.step += 1
                 self.phase_step += 1
@@ -253,9 +253,9 @@ class Trainer:
                     t0 = time.perf_counter()
                     self.save()
                 if interrupt:
-                    self._stop_prefetch()
+                    self.stop_prefetch()
                     raise KeyboardInterrupt(f"trainer.interrupt_at={self.cfg.interrupt_at}")
-            self._stop_prefetch()  # the batch drawn for a step past the phase is dropped
+            self.stop_prefetch()  # the batch drawn for a step past the phase is dropped
             self.train_time += time.perf_counter() - t0
             self._evaluate(phase, end_of_phase=True)
             self.phase_idx += 1
