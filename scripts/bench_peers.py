@@ -39,6 +39,7 @@ import statistics
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -179,66 +180,56 @@ def evaluate(run, data, seed: int) -> tuple[float, float]:
 
 
 def run(args) -> None:
-    """Full trainings one after the other (seed, task, then the six runs); every finished
-    run is appended to the CSV at once."""
-    path = args.csv
-    new = not path.exists()
-    with path.open("a", newline="") as fh, tempfile.TemporaryDirectory() as tmp:
+    """Per seed and task: the six trainings, full (:func:`full_task`) or side by side
+    (:func:`timing_task`); every finished run is appended to the CSV at once."""
+    new = not args.csv.exists()
+    with args.csv.open("a", newline="") as fh, tempfile.TemporaryDirectory() as tmp:
         out = csv.DictWriter(fh, fieldnames=FIELDS)
         if new:
             out.writeheader()
         for seed in args.seeds:
             for task in args.tasks:
                 data = _data(task)
-                for peer, coupling in PAIRS:
-                    if coupling not in args.couplings:
-                        continue
-                    for lib in ("torchcfm", "sbrun"):
-                        r = make_run(lib, task, peer, coupling, args, seed, Path(tmp) / f"{lib}{seed}", data)
-                        t0 = time.perf_counter()
-                        r.fit() if lib == "sbrun" else r.steps(args.steps)
-                        train_s = time.perf_counter() - t0
-                        dist, floor = evaluate(r, data, seed)
-                        _write(out, fh, task, lib, peer, coupling, seed, args.steps, dist, floor, train_s,
-                               lib == "sbrun" and not args.no_prefetch)
-
-
-def run_timing(args) -> None:
-    """Step times measured side by side: per task and seed the six trainings are built,
-    then advanced ``--block`` steps at a time in a shuffled round-robin until each has
-    taken ``--steps``, so that all six see the same load. ms/step = the median over blocks
-    (spikes of a shared machine drop out); W2 after ``--steps`` steps is reported too."""
-    import random
-
-    path = args.csv
-    new = not path.exists()
-    with path.open("a", newline="") as fh, tempfile.TemporaryDirectory() as tmp:
-        out = csv.DictWriter(fh, fieldnames=FIELDS)
-        if new:
-            out.writeheader()
-        for seed in args.seeds:
-            for task in args.tasks:
-                data = _data(task)
-                runs = {(lib, peer, coupling): make_run(lib, task, peer, coupling, args, seed,
-                                                        Path(tmp) / f"{lib}{coupling}{seed}", data)
+                runs = {(lib, peer, coupling): partial(make_run, lib, task, peer, coupling, args, seed,
+                                                       Path(tmp) / f"{lib}{coupling}", data)
                         for peer, coupling in PAIRS if coupling in args.couplings
                         for lib in ("torchcfm", "sbrun")}
-                for r in runs.values():  # warm-up (first calls, worker start)
-                    r.steps(2)
-                blocks = {k: [] for k in runs}
-                order = list(runs)
-                rng = random.Random(seed)
-                for _ in range(max(1, args.steps // args.block)):
-                    rng.shuffle(order)
-                    for k in order:
-                        t0 = time.perf_counter()
-                        runs[k].steps(args.block)
-                        blocks[k].append((time.perf_counter() - t0) / args.block)
-                for (lib, peer, coupling), r in runs.items():
+                times = (timing_task if args.timing else full_task)(runs, args, seed)
+                for (lib, peer, coupling), (r, train_s) in times.items():
                     dist, floor = evaluate(r, data, seed)
-                    per_step = statistics.median(blocks[lib, peer, coupling])
-                    _write(out, fh, task, lib, peer, coupling, seed, args.steps, dist, floor,
-                           per_step * args.steps, lib == "sbrun" and not args.no_prefetch)
+                    _write(out, fh, task, lib, peer, coupling, seed, args.steps, dist, floor, train_s,
+                           lib == "sbrun" and not args.no_prefetch)
+
+
+def full_task(makers: dict, args, seed: int) -> dict:
+    """One training after the other, each timed whole (``Trainer.fit`` for sbrun)."""
+    out = {}
+    for key, make in makers.items():
+        r = make()
+        t0 = time.perf_counter()
+        r.fit() if key[0] == "sbrun" else r.steps(args.steps)
+        out[key] = (r, time.perf_counter() - t0)
+    return out
+
+
+def timing_task(makers: dict, args, seed: int) -> dict:
+    """All trainings built, then advanced ``--block`` steps at a time in a shuffled
+    round-robin until each has taken ``--steps``, so that all see the same load; the time
+    reported is ``steps`` x the median block time per step (spikes drop out)."""
+    import random
+
+    runs = {key: make() for key, make in makers.items()}
+    for r in runs.values():  # warm-up (first calls, the worker's start)
+        r.steps(2)
+    blocks = {key: [] for key in runs}
+    order, rng = list(runs), random.Random(seed)
+    for _ in range(max(1, args.steps // args.block)):
+        rng.shuffle(order)
+        for key in order:
+            t0 = time.perf_counter()
+            runs[key].steps(args.block)
+            blocks[key].append((time.perf_counter() - t0) / args.block)
+    return {key: (r, statistics.median(blocks[key]) * args.steps) for key, r in runs.items()}
 
 
 def _write(out, fh, task, lib, peer, coupling, seed, steps, dist, floor, train_s, prefetch) -> None:
@@ -328,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(1)
         warnings.filterwarnings("ignore")  # POT's Sinkhorn warnings at reg = 0.02 (see --sb-ot)
-        (run_timing if args.timing else run)(args)
+        run(args)
     print(table(args.table or args.csv))
     return 0
 
