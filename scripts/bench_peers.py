@@ -165,8 +165,8 @@ class TorchcfmRun:
 
 
 def make_run(lib: str, task: str, peer: str, coupling: str, args, seed: int, run_dir: Path, data):
-    if lib == "sbrun":
-        return SbrunRun(task, coupling, args.steps, seed, not args.no_prefetch, run_dir)
+    if lib.startswith("sbrun"):  # sbrun-inline: the same without the worker thread
+        return SbrunRun(task, coupling, args.steps, seed, lib == "sbrun" and not args.no_prefetch, run_dir)
     return TorchcfmRun(peer, seed, data, args.sb_ot)
 
 
@@ -193,12 +193,17 @@ def run(args) -> None:
                 runs = {(lib, peer, coupling): partial(make_run, lib, task, peer, coupling, args, seed,
                                                        Path(tmp) / f"{lib}{coupling}", data)
                         for peer, coupling in PAIRS if coupling in args.couplings
-                        for lib in ("torchcfm", "sbrun")}
+                        for lib in libs(args, coupling)}
                 times = (timing_task if args.timing else full_task)(runs, args, seed)
                 for (lib, peer, coupling), (r, train_s) in times.items():
                     dist, floor = evaluate(r, data, seed)
                     _write(out, fh, task, lib, peer, coupling, seed, args.steps, dist, floor, train_s,
                            lib == "sbrun" and not args.no_prefetch)
+
+
+def libs(args, coupling: str) -> tuple[str, ...]:
+    inline = ("sbrun-inline",) if args.inline and coupling != "independent" else ()
+    return ("torchcfm", "sbrun", *inline)
 
 
 def full_task(makers: dict, args, seed: int) -> dict:
@@ -207,7 +212,7 @@ def full_task(makers: dict, args, seed: int) -> dict:
     for key, make in makers.items():
         r = make()
         t0 = time.perf_counter()
-        r.fit() if key[0] == "sbrun" else r.steps(args.steps)
+        r.fit() if key[0].startswith("sbrun") else r.steps(args.steps)
         out[key] = (r, time.perf_counter() - t0)
     return out
 
@@ -266,15 +271,15 @@ def table(path: Path) -> str:
     for task in TASKS:
         for peer, coupling in PAIRS:
             sel = {lib: [r for r in rows if r["task"] == task and r["coupling"] == coupling
-                         and r["lib"] == lib] for lib in ("torchcfm", "sbrun")}
+                         and r["lib"] == lib] for lib in ("torchcfm", "sbrun", "sbrun-inline")}
             if not any(sel.values()):
                 continue
             ratio = {k: [float(r["ratio"]) for r in v] for k, v in sel.items()}
             step = {k: [1e3 * float(r["s_per_step"]) for r in v] for k, v in sel.items()}
             ms[task, coupling] = {k: statistics.mean(v) for k, v in step.items() if v}
             both = ms[task, coupling]
-            rel = f"{both['sbrun'] / both['torchcfm']:.2f}" if len(both) == 2 else "–"
-            seeds = "/".join(str(len(v)) for v in sel.values())
+            rel = f"{both['sbrun'] / both['torchcfm']:.2f}" if {"sbrun", "torchcfm"} <= set(both) else "–"
+            seeds = f"{len(sel['torchcfm'])}/{len(sel['sbrun'])}"
             lines.append(f"| {task} | {peer} / {coupling} | {seeds} | {fmt(ratio['torchcfm'])} | "
                          f"{fmt(ratio['sbrun'])} | {fmt(step['torchcfm'], 1)} | "
                          f"{fmt(step['sbrun'], 1)} | {rel} |")
@@ -286,6 +291,11 @@ def table(path: Path) -> str:
             parts.append(f"exact_ot / OT-CFM step {ot_['sbrun'] / ot_['torchcfm']:.2f} (target <= 0.5)")
         if "sbrun" in ent and "sbrun" in ind:
             parts.append(f"entropic_ot / independent step {ent['sbrun'] / ind['sbrun']:.2f} (target <= 2)")
+        inline = [f"{c} {both['sbrun-inline']:.1f} ms/step ({both['sbrun-inline'] / both['sbrun']:.2f}x "
+                  "the prefetched step)" for c in ("exact_ot", "entropic_ot")
+                  if {"sbrun", "sbrun-inline"} <= set(both := ms.get((task, c), {}))]
+        if inline:
+            parts.append("without the worker (trainer.prefetch=false): " + ", ".join(inline))
         if parts:
             lines.append(f"- {task}: " + "; ".join(parts))
     loads = [float(r["load"]) for r in rows]
@@ -304,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sb-ot", default="sinkhorn", choices=["sinkhorn", "exact"],
                    help="torchcfm SB-CFM's plan (its default is exact; sinkhorn is the entropic plan)")
     p.add_argument("--no-prefetch", action="store_true", help="sbrun: trainer.prefetch=false")
+    p.add_argument("--inline", action="store_true",
+                   help="also sbrun's coupled trainings without the worker (sbrun-inline rows)")
     p.add_argument("--csv", type=Path, default=Path("bench_peers.csv"))
     p.add_argument("--table", type=Path, default=None, help="print the table of this CSV and stop")
     p.add_argument("--timing", action="store_true",
