@@ -32,6 +32,7 @@ class TrainerConfig:
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 adds a GradScaler)
     compile: bool = False  # torch.compile the training forward pass
     channels_last: bool = False  # memory format for image networks on GPU
+    prefetch: bool = True  # solve the next batch's coupling plan on a worker thread during a step
 
 
 @dataclass

@@ -10,7 +10,7 @@ and, with ``--csv``, one row per (setting, seed, steps).
     # the closing-note table of issue 6 (8gaussians -> moons, method defaults)
     python scripts/bench_cfm.py --settings method.coupling=independent method.coupling=exact_ot \\
         "method.coupling=entropic_ot method.coupling_sigma=0.1" --steps 1 2 5 10 20 100
-    # torchcfm's 2D protocol (see conf/experiment/cfm_protocol_2d.yaml), side by side with ANCHORS.md
+    # torchcfm's 2D protocol (see conf/experiment/cfm_protocol_2d.yaml; torchcfm itself: bench_peers.py)
     python scripts/bench_cfm.py --base +experiment=cfm_protocol_2d \\
         --settings data=torchcfm_gaussian2moons data=torchcfm_gaussian28gaussians \\
         data=torchcfm_moons28gaussians --cross method.coupling=independent,exact_ot,entropic_ot \\

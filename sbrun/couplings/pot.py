@@ -46,7 +46,7 @@ _CHECK = 10  # error checks (and the over-relaxation safeguard) every _CHECK ite
 def solve_coupling(x0: Tensor, x1: Tensor, *, method: str = "exact",
                    sigma: float | None = None, a: Tensor | None = None,
                    b: Tensor | None = None, max_iter: int | None = None, tol: float = 1e-6,
-                   warn: bool = True) -> CouplingResult:
+                   warn: bool = True, options: dict | None = None) -> CouplingResult:
     """Solve the coupling between ``x0: (n, *D)`` and ``x1: (m, *D)``.
 
     Args:
@@ -59,6 +59,8 @@ def solve_coupling(x0: Tensor, x1: Tensor, *, method: str = "exact",
         max_iter: iteration cap (default per method: ``DEFAULT_MAX_ITER``).
         tol: target marginal error ``|P 1 - a|_1 + |P^T 1 - b|_1``.
         warn: emit a ``RuntimeWarning`` with the achieved error when not converged.
+        options: extra keyword arguments of :func:`sinkhorn_log` (``scaling``,
+            ``stage_tol``, ``dtype``, ``f0``, ...); ``sinkhorn_log`` only.
 
     Returns:
         :class:`CouplingResult`; plan and potentials in ``x0``'s floating dtype (float64
@@ -66,6 +68,8 @@ def solve_coupling(x0: Tensor, x1: Tensor, *, method: str = "exact",
     """
     if method not in METHODS:
         raise ConfigError(f"unknown coupling method '{method}'; valid: {', '.join(METHODS)}")
+    if options and method != "sinkhorn_log":
+        raise ConfigError(f"solver options {sorted(options)} apply to sinkhorn_log only, not '{method}'")
     C = half_sq_dists(x0, x1)
     wa, wb = weights(a, C.shape[0], "a", C), weights(b, C.shape[1], "b", C)
     iters = DEFAULT_MAX_ITER.get(method, 0) if max_iter is None else int(max_iter)
@@ -78,7 +82,7 @@ def solve_coupling(x0: Tensor, x1: Tensor, *, method: str = "exact",
             raise ConfigError(f"coupling method '{method}' needs sigma > 0")
         eps = check_positive("sigma", float(sigma)) ** 2
         solver = _sinkhorn_pot if method == "sinkhorn" else sinkhorn_log
-        plan, pots, n_iter = solver(C, wa, wb, eps, tol=tol, max_iter=iters)
+        plan, pots, n_iter = solver(C, wa, wb, eps, tol=tol, max_iter=iters, **(options or {}))
         ok = True
     err = marginal_error(plan, wa, wb)
     converged = bool(ok and err <= max(tol, 1e-12 * C.shape[0]))
@@ -119,22 +123,47 @@ def _sinkhorn_pot(C: Tensor, a: Tensor, b: Tensor, eps: float, tol: float, max_i
 
 
 # -- log-domain Sinkhorn with eps-scaling -------------------------------------------------
-def _safe_kernel(C: Tensor, a: Tensor, f: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+def _exp_floor(dtype: torch.dtype) -> float:
+    """Exponent floor of a kernel in ``dtype``: no subnormals (slow on CPU), no ``-inf``."""
+    return _EXP_FLOOR if dtype == torch.float64 else 80.0
+
+
+def _exp(Z: Tensor, dtype: torch.dtype | None) -> Tensor:
+    """``exp(Z)`` in ``dtype`` (default ``Z``'s): the exponent is formed in ``Z``'s
+    precision and rounded only before the ``exp``, so a float32 kernel carries a relative
+    error of ~1e-7 whatever the size of the potentials."""
+    Z = Z if dtype is None or dtype == Z.dtype else Z.to(dtype)
+    return Z.clamp_(min=-_exp_floor(Z.dtype)).exp_()
+
+
+def _safe_kernel(C: Tensor, a: Tensor, f: Tensor, eps: float,
+                 dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
     """Kernel for ``f`` with ``g_j = min_{i: a_i > 0} (c_ij - f_i)`` (the c-transform),
     so that ``K_ij = exp((f_i + g_j - c_ij) / eps) <= 1`` with a 1 in every column: no
-    overflow and no empty column, whatever ``f`` is. Returns ``(g, K)``."""
+    overflow and no empty column, whatever ``f`` is. Returns ``(g, K)``, ``K`` in
+    ``dtype`` (default ``C``'s)."""
     Z = (f[:, None] - C).div_(eps)
     top = Z.amax(0) if bool((a > 0).all()) else Z[a > 0].amax(0)
-    return -eps * top, Z.sub_(top).clamp_(min=-_EXP_FLOOR).exp_()
+    return -eps * top, _exp(Z.sub_(top), dtype)
 
 
-def _kernel(f: Tensor, g: Tensor, C: Tensor, eps: float) -> Tensor:
-    """Stabilised kernel ``K_ij = exp((f_i + g_j - c_ij) / eps)``."""
-    return ((f[:, None] + g[None, :] - C) / eps).clamp_(min=-_EXP_FLOOR).exp_()
+def _kernel(f: Tensor, g: Tensor, C: Tensor, eps: float, dtype: torch.dtype | None = None) -> Tensor:
+    """Stabilised kernel ``K_ij = exp((f_i + g_j - c_ij) / eps)`` in ``dtype``."""
+    return _exp((f[:, None] + g[None, :] - C) / eps, dtype)
+
+
+def _mv(K: Tensor, x: Tensor) -> Tensor:
+    """``K @ x`` in ``x``'s dtype (``K`` may be float32)."""
+    return (K @ x.to(K.dtype)).to(x.dtype)
+
+
+def _logmv(K: Tensor, x: Tensor) -> Tensor:
+    """``log(K @ x)`` floored at ``log(_TINY)``."""
+    return _mv(K, x).clamp_(min=_TINY).log_()
 
 
 def _stage(C: Tensor, a: Tensor, b: Tensor, f: Tensor, eps: float, iters: int, tol: float,
-           omega: float):
+           omega: float, dtype: torch.dtype | None = None):
     """Sinkhorn at fixed ``eps`` warm-started from ``f`` (``g`` starts at the c-transform
     of ``f``, then a plain step), at most ``iters`` iterations.
 
@@ -142,51 +171,52 @@ def _stage(C: Tensor, a: Tensor, b: Tensor, f: Tensor, eps: float, iters: int, t
     with over-relaxation ``lu <- (1 - w) lu - w log(K (b v))`` (``w = 1``: Sinkhorn).
     At checks (each of the first ``_CHECK`` iterations, then every ``_CHECK``) the error
     of the plan with a plain column update (so ``P^T 1 = b``) is measured; that plain
-    update is kept when the error is below ``tol``.
+    update is kept when the error is below ``tol``; scalings beyond ``exp(_ABSORB)`` are
+    absorbed into the potentials.
     Returns ``(f, g, err, iterations)`` with ``err`` that of the last check.
     """
-    g, K = _safe_kernel(C, a, f, eps)
+    g, K = _safe_kernel(C, a, f, eps, dtype)
     lu, lv = torch.zeros_like(f), torch.zeros_like(g)
     saved, err, k = (f, g, math.inf), math.inf, 0
     while k < iters:
         w = omega if k else 1.0  # a plain first step after the change of eps
-        lu = (1 - w) * lu - w * (K @ (b * lv.exp())).clamp_(min=_TINY).log_()
-        lKu = (K.T @ (a * lu.exp())).clamp_(min=_TINY).log_()
+        lu = _logmv(K, b * lv.exp()).mul_(-w).add_(lu, alpha=1 - w)
+        lKu = _logmv(K.T, a * lu.exp())
         k += 1
-        lv_new = (1 - w) * lv - w * lKu
-        big = torch.maximum(lu.abs().max(), lv_new.abs().max())
+        lv_new = lKu.mul(-w).add_(lv, alpha=1 - w)
         if not (k < _CHECK or k % _CHECK == 0 or k == iters):
-            lv = lv_new
-            if big.item() > _ABSORB:
-                f, g, lu, lv, K = _absorb(C, f, g, lu, lv, eps)
+            lv = lv_new  # (absorption is decided at checks only: fewer small ops per step)
             continue
+        big = torch.maximum(lu.abs().max(), lv_new.abs().max())
         # check: the error of the plan with a plain column update (exact columns)
-        row = (a - a * lu.exp() * (K @ (b * (-lKu).exp()))).abs().sum()
+        row = (a - a * lu.exp() * _mv(K, b * (-lKu).exp())).abs().sum()
         err, big = torch.stack([row, big]).tolist()
         lv = -lKu if err < tol else lv_new
         if err < tol:
             break
         if k % _CHECK == 0 and not err <= 2.0 * saved[2]:  # diverging (or NaN):
             f, g, omega = saved[0], saved[1], 1.0 + 0.5 * (omega - 1.0)  # halve relaxation
-            lu, lv, K = torch.zeros_like(lu), torch.zeros_like(lv), _kernel(f, g, C, eps)
+            lu, lv, K = torch.zeros_like(lu), torch.zeros_like(lv), _kernel(f, g, C, eps, dtype)
             continue
         if k % _CHECK == 0:
             saved = (f + eps * lu, g + eps * lv, err)
         if big > _ABSORB:
-            f, g, lu, lv, K = _absorb(C, f, g, lu, lv, eps)
+            f, g, lu, lv, K = _absorb(C, f, g, lu, lv, eps, dtype)
     return f + eps * lu, g + eps * lv, err, k
 
 
-def _absorb(C: Tensor, f: Tensor, g: Tensor, lu: Tensor, lv: Tensor, eps: float):
+def _absorb(C: Tensor, f: Tensor, g: Tensor, lu: Tensor, lv: Tensor, eps: float,
+            dtype: torch.dtype | None = None):
     """Move the scalings into the potentials and rebuild the kernel (Schmitzer 2019)."""
     f, g = f + eps * lu, g + eps * lv
-    return f, g, torch.zeros_like(lu), torch.zeros_like(lv), _kernel(f, g, C, eps)
+    return f, g, torch.zeros_like(lu), torch.zeros_like(lv), _kernel(f, g, C, eps, dtype)
 
 
 def sinkhorn_log(C: Tensor, a: Tensor, b: Tensor, eps: float, tol: float = 1e-6,
                  max_iter: int = 5000, scaling: float = 0.5, inner: int = 100,
-                 stage_tol: float = 1e-3,
-                 relax: float = 3.0) -> tuple[Tensor, tuple[Tensor, Tensor], int]:
+                 stage_tol: float = 1e-3, relax: float = 3.0, f0: Tensor | None = None,
+                 start: float | None = None,
+                 dtype: torch.dtype | None = None) -> tuple[Tensor, tuple[Tensor, Tensor], int]:
     """Entropic OT plan by eps-scaled, stabilised log-domain Sinkhorn.
 
     Solves ``min <P, C> - eps H(P)`` s.t. ``P 1 = a``, ``P^T 1 = b``. The
@@ -201,28 +231,39 @@ def sinkhorn_log(C: Tensor, a: Tensor, b: Tensor, eps: float, tol: float = 1e-6,
 
     Args:
         C: ``(n, m)`` float64 cost ``|x - y|^2 / 2``; a, b: ``(n,)``, ``(m,)`` weights.
+        f0: warm start ``(n,)`` for ``f`` (e.g. the c-transform of the previous
+            minibatch's ``g``); the scaling then starts at ``start`` (default ``eps``:
+            no scaling stages) instead of ``max C``.
+        start: first regularisation of the scaling (default ``max C``, or ``eps`` with
+            ``f0``).
+        dtype: dtype of the kernel and its matrix-vector products (``torch.float32``
+            halves their cost). Potentials, cost and errors stay in ``C``'s dtype and
+            every kernel is formed from them, so rounding does not accumulate.
 
     Returns:
         ``(plan (n, m), (f (n,), g (m,)), iterations)`` with
-        ``plan_ij = a_i b_j exp((f_i + g_j - C_ij) / eps)`` and ``P^T 1 = b`` exactly.
+        ``plan_ij = a_i b_j exp((f_i + g_j - C_ij) / eps)`` and ``P^T 1 = b`` exactly
+        (the plan in ``dtype``).
     """
     scale = float(C.max())
-    f = torch.zeros_like(a)
-    e, it = max(scale, eps), 0
+    f = torch.zeros_like(a) if f0 is None else f0.to(a)
+    if start is None:
+        start = scale if f0 is None else eps
+    e, it = max(start, eps), 0
     while True:
         final = e <= eps
         omega = 2.0 / (1.0 + relax * math.sqrt(e / scale)) if scale > 0 else 1.0
         omega = min(max(omega, 1.0), 1.98)
         left = max(max_iter - it, 0)
         budget, stol = (left, 0.9 * tol) if final else (min(inner, left), max(tol, stage_tol))
-        f, _, _, k = _stage(C, a, b, f, e, budget, stol, omega)
+        f, _, _, k = _stage(C, a, b, f, e, budget, stol, omega, dtype)
         it += k
         if final:
             break
         e = max(e * scaling, eps)
-    g, K = _safe_kernel(C, a, f, eps)
-    lv = -(K.T @ a).clamp_(min=_TINY).log_()  # exact columns
-    plan = K.mul_(a[:, None]).mul_((b * lv.exp())[None, :])
+    g, K = _safe_kernel(C, a, f, eps, dtype)
+    lv = -_logmv(K.T, a)  # exact columns
+    plan = K.mul_(a[:, None].to(K.dtype)).mul_((b * lv.exp())[None, :].to(K.dtype))
     return plan, (f, g + eps * lv), it
 
 
@@ -240,6 +281,11 @@ def assignment(C: np.ndarray) -> np.ndarray:
     if np.unique(perm).size == n and np.allclose(plan[np.arange(n), perm], 1.0 / n):
         return perm
     return linear_sum_assignment(C)[1]
+
+
+# minibatch plans (training): float32 kernel, eps divided by 10 per stage, loose stages;
+# the last stage still meets ``tol`` (``tests/couplings/test_pot.py`` checks against POT)
+MINIBATCH_SINKHORN = {"dtype": torch.float32, "scaling": 0.1, "stage_tol": 1e-2}
 
 
 def minibatch_pair(x0: Tensor, x1: Tensor, method: str = "exact", sigma: float | None = None,
@@ -264,7 +310,8 @@ def minibatch_pair(x0: Tensor, x1: Tensor, method: str = "exact", sigma: float |
     if method == "exact" and x0.shape[0] == x1.shape[0]:
         perm = assignment(half_sq_dists(x0, x1, torch.float64).cpu().numpy())
         return x0, x1[torch.as_tensor(perm, device=x1.device)]
+    options = MINIBATCH_SINKHORN if method == "sinkhorn_log" else None
     res = solve_coupling(x0, x1, method=method, sigma=sigma, tol=tol, max_iter=max_iter,
-                         warn=warn)
+                         warn=warn, options=options)
     i, j = sample_pairs(res.plan, x0.shape[0], generator)
     return x0[i.to(x0.device)], x1[j.to(x1.device)]

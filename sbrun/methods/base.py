@@ -31,11 +31,13 @@ class Batch:
 
     For a generative problem ``x0`` comes from the prior. ``generator`` drives every
     random choice the method makes (times, noise), which keeps resumed runs exact.
+    ``coupled``: the rows are already paired by the method's ``pair_fn`` (prefetched).
     """
 
     x0: Tensor
     x1: Tensor
     generator: torch.Generator | None = None
+    coupled: bool = False
 
     def rand(self, *shape: int) -> Tensor:
         """Uniform draws on the batch's device."""
@@ -105,6 +107,13 @@ class Method:
         ``nets``: the EMA networks; ``ctx``: ``generator``, ``device``, ``data`` and
         ``phase_step`` (> 0 when a run resumes inside this phase).
         """
+
+    def pair_fn(self, phase: Phase):
+        """The coupling ``(x0, x1, generator=g) -> (x0', x1')`` that re-pairs this phase's
+        batches, or ``None``. The trainer then solves it one batch ahead on a worker
+        thread (``pipeline/prefetch.py``) and hands :meth:`loss` batches with
+        ``coupled=True``; it must depend on its arguments only."""
+        return None
 
     def loss(self, nets: nn.ModuleDict, batch: Batch, phase: Phase) -> LossOutput:
         raise NotImplementedError

@@ -40,6 +40,8 @@ energy ``NPE = |PE - W2^2| / W2^2``: 0 for the straight OT (Benamou–Brenier) p
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from torch import Tensor, nn
 
@@ -78,10 +80,16 @@ def couple(batch: Batch, coupling: str, sigma: float | None, paired_data: bool) 
             perm = torch.randperm(x1.shape[0], generator=batch.generator).to(x1.device)
             x1 = x1[perm]
         return x0, x1
+    return ot_pair_fn(coupling, sigma)(x0, x1, generator=batch.generator)
+
+
+def ot_pair_fn(coupling: str, sigma: float | None):
+    """``(x0, x1, generator=g) -> (x0', x1')`` re-pairing by the ``exact_ot`` /
+    ``entropic_ot`` minibatch plan (what the trainer prefetches: ``Method.pair_fn``)."""
     from sbrun.couplings import minibatch_pair
 
     method = "exact" if coupling == "exact_ot" else "sinkhorn_log"
-    return minibatch_pair(x0, x1, method=method, sigma=sigma, generator=batch.generator)
+    return partial(minibatch_pair, method=method, sigma=sigma)
 
 
 def check_coupling(coupling: str) -> None:
@@ -232,8 +240,17 @@ class FlowMatching(Method):
                         for chunk in x0.split(4096)])
         self.pairs = (x0, x1.detach())
 
+    def pair_fn(self, phase: Phase):
+        """The minibatch-OT coupling of the training phase (prefetched by the trainer)."""
+        if phase.index or self.coupling not in ("exact_ot", "entropic_ot"):
+            return None
+        return ot_pair_fn(self.coupling, self.reference_sigma if self.coupling == "entropic_ot"
+                          else None)
+
     def pair(self, batch: Batch) -> tuple[Tensor, Tensor]:
         """Pairs of this step: the reflow set in a reflow round, else the coupling's."""
+        if batch.coupled:  # already re-paired by pair_fn
+            return batch.x0, batch.x1
         if self.pairs is not None:
             idx = torch.randint(0, self.pairs[0].shape[0], (batch.x1.shape[0],),
                                 generator=batch.generator).to(batch.x1.device)

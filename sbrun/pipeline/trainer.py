@@ -24,6 +24,7 @@ from sbrun.methods.base import Batch, Method, Phase
 from sbrun.pipeline.checkpoint import LAST, PREV, load_weights, save_checkpoint
 from sbrun.pipeline.data import BatchSource
 from sbrun.pipeline.distributed import DistInfo, wrap
+from sbrun.pipeline.prefetch import PairPrefetcher
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -130,6 +131,8 @@ class Trainer:
         self.train_time = 0.0
         # last.pt's weights have not yet given a checked loss (prev.pt is kept until then)
         self._unverified = (self.run_dir / "checkpoints" / PREV).exists()
+        self.prefetcher: PairPrefetcher | None = None  # coupled batches of this phase
+        self._prefetch_state: dict | None = None  # a checkpoint's, until its phase starts
 
     # -- checkpoints -------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -141,6 +144,7 @@ class Trainer:
             "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
             "history": _plain(self.history), "train_time": float(self.train_time),
             "scaler": _plain(self.scaler.state_dict()),
+            "prefetch": _plain(self.prefetcher.state_dict()) if self.prefetcher is not None else None,
         }
         method_state = getattr(self.method, "state_dict", None)  # e.g. eot's static plan
         if callable(method_state):
@@ -168,6 +172,7 @@ class Trainer:
         self.train_time = state.get("train_time", 0.0)
         if "scaler" in state:
             self.scaler.load_state_dict(state["scaler"])
+        self._prefetch_state = state.get("prefetch")
 
     def save(self) -> Path:
         """Write ``last.pt``; the previous one stays as ``prev.pt`` until these weights have
@@ -196,9 +201,29 @@ class Trainer:
             if ema_b:
                 torch._foreach_copy_(ema_b, b)
 
+    def start_prefetch(self, phase: Phase) -> None:
+        """Coupled batches for ``phase`` when the method re-pairs them (``Method.pair_fn``)."""
+        self.stop_prefetch()
+        pair_fn = self.method.pair_fn(phase)
+        if pair_fn is not None:
+            self.prefetcher = PairPrefetcher(self.data, pair_fn, self.cfg.batch_size,
+                                             self.generator, background=self.cfg.prefetch)
+            if self._prefetch_state is not None:
+                self.prefetcher.load_state_dict(self._prefetch_state)
+        self._prefetch_state = None
+
+    def stop_prefetch(self) -> None:
+        if self.prefetcher is not None:
+            self.prefetcher.close()
+            self.prefetcher = None
+
     def train_step(self, phase: Phase) -> dict:
-        x0, x1 = self.data.batch(self.cfg.batch_size, self.generator)
-        batch = Batch(x0.to(self.device), x1.to(self.device), self.generator)
+        if self.prefetcher is not None:  # pairs coupled on the worker during the last step
+            x0, x1 = self.prefetcher.next()
+        else:
+            x0, x1 = self.data.batch(self.cfg.batch_size, self.generator)
+        batch = Batch(x0.to(self.device), x1.to(self.device), self.generator,
+                      coupled=self.prefetcher is not None)
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                             enabled=self.amp_dtype is not None):
             out = self.method.loss(self.train_nets, batch, phase)
@@ -268,10 +293,15 @@ class Trainer:
                        "phase_step": self.phase_step}
                 self.method.begin_phase(phase, self.ema, ctx)
                 resumed = False
+            self.start_prefetch(phase)
             self.nets.train()
             t0 = time.perf_counter()
             while self.phase_step < phase.steps:
-                stats = self.train_step(phase)
+                try:
+                    stats = self.train_step(phase)
+                except BaseException:
+                    self.stop_prefetch()
+                    raise
                 self.step += 1
                 self.phase_step += 1
                 if task is not None:  # reading the loss syncs a GPU: refresh every 10 steps
@@ -289,7 +319,9 @@ class Trainer:
                     t0 = time.perf_counter()
                     self.save()
                 if interrupt:
+                    self.stop_prefetch()
                     raise KeyboardInterrupt(f"trainer.interrupt_at={self.cfg.interrupt_at}")
+            self.stop_prefetch()  # the batch drawn for a step past the phase is dropped
             self.train_time += time.perf_counter() - t0
             self._evaluate(phase, end_of_phase=True)
             self.phase_idx += 1

@@ -215,3 +215,32 @@ def test_minibatch_entropic_pairs_are_rows_of_the_batch():
     assert abs(paired - exact) < 0.1 * (indep - exact)
     same = minibatch_pair(x, y, method="independent")
     assert same[0] is x and same[1] is y
+
+
+def test_minibatch_sinkhorn_plan_matches_pot_at_the_same_tolerance():
+    """The training-time solver (float32 kernel, 3 eps stages) on the hardest setting of
+    the 2D protocol: torchcfm's scale (costs up to ~50), sigma = 0.1 (eps / max c ~ 2e-4)."""
+    import numpy as np
+
+    from sbrun.couplings.pot import MINIBATCH_SINKHORN
+    from sbrun.data.toy2d import make_toy
+
+    g = torch.Generator().manual_seed(0)
+    n, sigma, tol = 256, 0.1, 1e-4
+    x, y = make_toy("gaussian").sample(n, g), make_toy("torchcfm_8gaussians").sample(n, g)
+    ours = solve_coupling(x, y, method="sinkhorn_log", sigma=sigma, tol=tol, max_iter=1000,
+                          options=MINIBATCH_SINKHORN)
+    assert ours.converged and ours.err <= tol and ours.plan.dtype == torch.float32
+    w = torch.full((n,), 1 / n, dtype=F64)
+    M = torch.cdist(x.double(), y.double()) ** 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = ot.sinkhorn(w, w, M, 2 * sigma**2, method="sinkhorn_epsilon_scaling",
+                          stopThr=tol / np.sqrt(n), numItermax=100_000)  # POT: L2 column error
+    diff = float((ours.plan.double() - ref).abs().sum())
+    assert diff < 2e-3  # both plans within ~1e-3 of the converged plan (POT: ~9e-4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        far = ot.sinkhorn(w, w, M, 2 * (1.5 * sigma) ** 2, method="sinkhorn_epsilon_scaling",
+                          stopThr=tol / np.sqrt(n), numItermax=100_000)
+    assert float((ours.plan.double() - far).abs().sum()) > 50 * diff  # 1.5x sigma: another plan
