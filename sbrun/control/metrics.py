@@ -7,6 +7,8 @@
   sqrt(tr S*)``) and ``cov_error`` (``|S - S*|_F / |S*|_F``) of the samples' moments and ``kl_gaussian``, the KL of the
   moment-matched Gaussian to the closed form.
 * ``mixture8``: ``modes_covered``, modes holding at least a quarter of their 1/8 share.
+* classifier rewards: ``class_rate`` (``class_rate_target``), the fraction of samples
+  (target draws) the classifier gives ``p(class | x) > 1/2``.
 * importance-resampled targets: ``target_ess``, the pool's effective sample size fraction.
 """
 
@@ -51,6 +53,10 @@ def control_metrics(method, nets, x0: Tensor, result, target: Tensor) -> dict[st
         r = torch.cat([obj.reward(c.to(dev)).cpu() for c in gen.split(512)])
         rt = torch.cat([obj.reward(c.to(dev)).cpu() for c in target.split(512)])
         out.update(reward_mean=float(r.mean()), reward_target=float(rt.mean()))
+        cls = getattr(obj.reward, "cls", None)
+        if cls is not None:  # classifier reward: how often the class is hit
+            out["class_rate"] = float((r > -0.6931).double().mean())  # p(class | x) > 1/2
+            out["class_rate_target"] = float((rt > -0.6931).double().mean())
     if isinstance(obj.target, GaussianDistribution):
         out.update(gaussian_errors(gen, obj.target))
     if getattr(obj.target, "ess", None) is not None:
