@@ -1,7 +1,8 @@
 """Gradient estimators of method=control: time per step and peak memory at N steps, and the
 objective against wall time (seed 002's "N forward, N backward" vs "K forward, K backward").
 
-Each (estimator, N) is measured in a fresh subprocess: peak memory is the growth of the
+Each (estimator, N) is measured in a fresh subprocess (wall and CPU time per step: on a
+shared machine the CPU time is the comparable one): peak memory is the growth of the
 process's peak resident set (CPU; ``ru_maxrss``) or ``torch.cuda.max_memory_allocated``
 (GPU) over what the process held after a warm-up step at N = 2. The problem: the reference
 ``dX = sigma dW`` from the origin, the quadratic reward ``-|x - c|^2 / 2`` (closed-form
@@ -73,7 +74,7 @@ def measure(args) -> dict:
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(args.repeats):
         one_step(args.estimator, chain, u, opt, obj.beta, args, device, g)
     if device.type == "cuda":
@@ -82,7 +83,8 @@ def measure(args) -> dict:
     else:
         peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_rss) / 1024
     return {"estimator": args.estimator, "N": args.n,
-            "seconds_per_step": (time.perf_counter() - t0) / args.repeats, "peak_mib": peak}
+            "seconds_per_step": (time.perf_counter() - t0) / args.repeats,
+            "cpu_seconds_per_step": (time.process_time() - c0) / args.repeats, "peak_mib": peak}
 
 
 def curves(args) -> dict:
@@ -117,13 +119,14 @@ def figure(table: list[dict], curve: dict | None, path: Path, title: str) -> Non
         rows = [r for r in table if r["estimator"] == name]
         ns = [r["N"] for r in rows]
         axes[0].plot(ns, [r["peak_mib"] for r in rows], "o-", color=f"C{j}", label=name)
-        axes[1].plot(ns, [r["seconds_per_step"] for r in rows], "o-", color=f"C{j}", label=name)
+        axes[1].plot(ns, [r.get("cpu_seconds_per_step", r["seconds_per_step"]) for r in rows], "o-",
+                     color=f"C{j}", label=name)
         if curve:
             t, obj, kl = zip(*curve[name])
             axes[2].plot(t, obj, color=f"C{j}", label=name)
             axes[3].semilogy(t, kl, color=f"C{j}", label=name)
     axes[0].set(xlabel="chain steps N", ylabel="peak memory growth (MiB)", xscale="log")
-    axes[1].set(xlabel="chain steps N", ylabel="seconds per step", xscale="log", yscale="log")
+    axes[1].set(xlabel="chain steps N", ylabel="CPU seconds per step", xscale="log", yscale="log")
     if curve:
         axes[2].set(xlabel="wall time (s)", ylabel="objective E[∫|u|²/2 + β]")
         axes[3].set(xlabel="wall time (s)", ylabel="KL to the closed form")
@@ -156,9 +159,9 @@ def main(argv=None) -> int:
         return 0
     torch.set_num_threads(args.threads)
     table = []
-    print(f"| estimator | N | s/step | peak MiB |  (batch {args.batch}, MLP {args.hidden}x3, "
+    print(f"| estimator | N | s/step (wall) | CPU s/step | peak MiB |  (batch {args.batch}, MLP {args.hidden}x3, "
           f"{args.device}, {args.threads} thread(s), adjoint matching K = {args.am_times})")
-    print("|---|---|---|---|")
+    print("|---|---|---|---|---|")
     for name in est.ESTIMATORS:
         for n in args.steps:
             cmd = [sys.executable, __file__, "--child", "--estimator", name, "--n", str(n),
@@ -168,7 +171,8 @@ def main(argv=None) -> int:
             row = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True)
                              .stdout.strip().splitlines()[-1])
             table.append(row)
-            print(f"| {name} | {n} | {row['seconds_per_step']:.3f} | {row['peak_mib']:.0f} |",
+            print(f"| {name} | {n} | {row['seconds_per_step']:.3f} | "
+                  f"{row.get('cpu_seconds_per_step', float('nan')):.3f} | {row['peak_mib']:.0f} |",
                   flush=True)
     curve = curves(args) if args.curves > 0 else None
     if args.json:
