@@ -127,6 +127,9 @@ def figure(table: list[dict], curve: dict | None, path: Path, title: str) -> Non
             axes[3].semilogy(t, kl, color=f"C{j}", label=name)
     axes[0].set(xlabel="chain steps N", ylabel="peak memory growth (MiB)", xscale="log")
     axes[1].set(xlabel="chain steps N", ylabel="CPU seconds per step", xscale="log", yscale="log")
+    for ax in axes[:2]:
+        ax.set_xticks(sorted({r["N"] for r in table}), [str(n) for n in sorted({r["N"] for r in table})])
+        ax.minorticks_off()
     if curve:
         axes[2].set(xlabel="wall time (s)", ylabel="objective E[∫|u|²/2 + β]")
         axes[3].set(xlabel="wall time (s)", ylabel="KL to the closed form")
