@@ -162,8 +162,9 @@ def main(argv=None) -> int:
         return 0
     torch.set_num_threads(args.threads)
     table = []
-    print(f"| estimator | N | s/step (wall) | CPU s/step | peak MiB |  (batch {args.batch}, MLP {args.hidden}x3, "
-          f"{args.device}, {args.threads} thread(s), adjoint matching K = {args.am_times})")
+    print(f"| estimator | N | s/step (wall) | CPU s/step | peak MiB |  (batch {args.batch}, "
+          f"MLP {args.hidden}x3, {args.device}, {args.threads} thread(s), "
+          f"adjoint matching K = {args.am_times})")
     print("|---|---|---|---|---|")
     for name in est.ESTIMATORS:
         for n in args.steps:

@@ -4,8 +4,8 @@
   tilted law; ``w2_base``: W2 of the *base* (uncontrolled) chain to the tilted target
   (2D/vectors), the "before" of the run's ``w2``.
 * Gaussian targets (quadratic reward on the reference): ``mean_error`` (``|m - m*| /
-  sqrt(tr S*)``) and ``cov_error`` (``|S - S*|_F / |S*|_F``) of the samples' moments and ``kl_gaussian``, the KL of the
-  moment-matched Gaussian to the closed form.
+  sqrt(tr S*)``) and ``cov_error`` (``|S - S*|_F / |S*|_F``) of the samples' moments and
+  ``kl_gaussian``, the KL of the moment-matched Gaussian to the closed form.
 * ``mixture8``: ``modes_covered``, modes holding at least a quarter of their 1/8 share.
 * classifier rewards: ``class_rate`` (``class_rate_target``), the fraction of samples
   (target draws) the classifier gives ``p(class | x) > 1/2``.

@@ -72,7 +72,8 @@ def make_reward(name: str, shape: tuple[int, ...], center=None, reward_class: in
             raise ConfigError("method.reward=classifier needs method.classifier_path (or "
                               "eval.classifier_path): a file written by scripts/train_classifier.py")
         if not Path(classifier_path).is_file():
-            raise DataError(f"classifier {classifier_path} not found (scripts/train_classifier.py writes one)")
+            raise DataError(f"classifier {classifier_path} not found "
+                            "(scripts/train_classifier.py writes one)")
         from sbrun.metrics.fid import load_classifier
 
         clf = load_classifier(classifier_path)  # torch.load(weights_only=True)
