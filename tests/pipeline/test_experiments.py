@@ -17,6 +17,8 @@ TINY_IMAGES = ["model.hidden=8", "data.max_train=256", "data.max_test=128", "eva
                "eval.w2_points=64", "eval.fid=none", "eval.final_fid=none", "trainer.eval_every=0"]
 SMOKE_EXTRA = {
     "mnist_cpu": TINY_IMAGES,
+    "control_mnist_classifier": [*TINY_IMAGES, "method.base_steps=5", "trainer.steps=3",
+                                 "solver.steps=3", "device=cpu"],
     "dsb_mnist": [*TINY_IMAGES, "method.ipf_iters=1", "trainer.steps=5", "trainer.batch_size=16",
                   "method.cache_size=32", "method.cache_refresh=5", "device=cpu"],
     "dsb_fashion2mnist": [*TINY_IMAGES, "method.ipf_iters=1", "trainer.steps=5",
@@ -43,6 +45,10 @@ def test_preset_header_and_smoke_run(preset, tmp_path):
     if meta.get("sweep"):  # the first value of each swept key (training sizes stay small)
         args += [kv.split(",")[0] for kv in meta["sweep"].split() if not kv.startswith("trainer.")]
     args += SMOKE_EXTRA.get(preset.stem, [])
+    if "eval.classifier_path=<" in meta["command"]:  # a classifier reward: an untrained file
+        from image_files import write_fake_classifier
+
+        args.append(f"eval.classifier_path={write_fake_classifier(tmp_path / 'clf.pt')}")
     env = {**os.environ, "WANDB_MODE": "disabled"}
     if "fashion" in preset.read_text():  # Fashion-MNIST is not on every machine: tiny fake files
         from image_files import write_fake_image_root

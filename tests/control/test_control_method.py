@@ -1,0 +1,85 @@
+"""method=control through the pipeline: one-line errors before any work, base runs, smoke runs."""
+
+import json
+
+import pytest
+import yaml
+from conftest import compose
+
+from sbrun.errors import ConfigError
+
+BAD = [
+    (["method.reward=smile"], "unknown method.reward 'smile'"),
+    (["method.reward=null", "method.energy=volcano"], "unknown method.energy 'volcano'"),
+    (["method.energy=ring"], "exactly one of method.reward"),
+    (["method.reward=null"], "exactly one of method.reward"),
+    (["method.estimator=reinforce"], "unknown method.estimator 'reinforce'"),
+    (["method.reward_scale=0"], "method.reward_scale must be > 0"),
+    (["data=8gaussians2moons"], "data->data problem"),
+    (["method.base_run=/nonexistent/run"], "no such run directory"),
+    (["method.reward=null", "method.energy=ring", "method.base_steps=10"], "data-free"),
+    (["sde=vp"], "needs sde=brownian"),
+    (["method.reward=classifier"], "needs image data"),
+    (["method.reward_center=[1.0,2.0,3.0]"], "reward_center has 3 entries"),
+]
+
+
+@pytest.mark.parametrize("overrides, message", BAD, ids=[b[1][:24] for b in BAD])
+def test_bad_options_fail_in_build(overrides, message):
+    from sbrun.pipeline.build import build
+
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")):
+        build(compose(["debug=smoke", "method=control", *overrides]))
+
+
+def _fake_run(path, method_target: str):
+    (path / ".hydra").mkdir(parents=True)
+    (path / "checkpoints").mkdir()
+    (path / "checkpoints" / "last.pt").write_bytes(b"not a checkpoint")
+    cfg = {"method": {"_target_": method_target}, "data": {"_target_": "sbrun.data.problems.toy",
+                                                          "target": "moons"}}
+    (path / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.mark.parametrize("target, message", [
+    ("sbrun.methods.eot.EOT", "not a generative model"),
+    ("sbrun.methods.ddpm.DDPM", "only flow-matching bases"),
+])
+def test_base_run_that_is_not_a_generative_flow_is_refused(tmp_path, target, message):
+    from sbrun.pipeline.build import build
+
+    run = _fake_run(tmp_path / "run", target)
+    with pytest.raises(ConfigError, match=message):
+        build(compose(["debug=smoke", "method=control", f"method.base_run={run}"]))
+
+
+def test_cli_error_is_one_line_and_no_work_is_done(cli):
+    proc, run_dir = cli("method=control", "method.reward=smile", "debug=smoke")
+    assert proc.returncode != 0
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and "unknown method.reward 'smile'" in lines[0], proc.stderr
+    assert not (run_dir / "metrics.json").exists()
+
+
+def test_finetune_a_trained_flow_base_run(cli):
+    """A flow-matching run becomes the base of a fine-tune (its EMA weights, weights_only)."""
+    proc, base = cli("method=flow-matching", "data=moons", "debug=smoke", "trainer.steps=30")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc, run = cli("method=control", "data=moons", "debug=smoke", "method.reward=norm",
+                    f"method.base_run={base}", "method.estimator=adjoint")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    m = json.loads((run / "metrics.json").read_text())
+    assert {"w2", "w2_floor", "w2_base", "reward_mean", "reward_target", "target_ess"} <= set(m)
+    assert (run / "figures" / "before_after.png").exists()
+    proc, _ = cli("method=control", "data=8gaussians", "debug=smoke", "method.reward=norm",
+                  f"method.base_run={base}")
+    assert proc.returncode != 0 and "trained on data=moons" in proc.stderr
+
+
+def test_data_free_sampler_smoke_reports_modes(cli):
+    proc, run = cli("method=control", "method.reward=null", "method.energy=mixture8", "debug=smoke",
+                    "method.am_times=2")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    m = json.loads((run / "metrics.json").read_text())
+    assert 0 <= m["modes_covered"] <= 8 and m["w2_floor"] > 0
