@@ -36,6 +36,7 @@ class Batch:
     x0: Tensor
     x1: Tensor
     generator: torch.Generator | None = None
+    y: Tensor | None = None  # (B,) classes of x1 in a class-conditional run
 
     def rand(self, *shape: int) -> Tensor:
         """Uniform draws on the batch's device."""
