@@ -30,8 +30,8 @@ def per_class_w2(x: Tensor, y: Tensor, labels, max_points: int, seed: int = 0) -
         gen = x[y == c]
         if len(gen) < 2:
             continue
-        ref, ref_b = labels.heldout_class(c, len(gen), seed), labels.heldout_class(c, len(gen), seed + 1)
-        d, floor = w2(gen, ref, max_points=max_points, generator=g), w2(ref, ref_b, max_points=max_points, generator=g)
+        ref, ref_b = (labels.heldout_class(c, len(gen), seed + i) for i in (0, 1))
+        d, floor = (w2(a, b, max_points=max_points, generator=g) for a, b in ((gen, ref), (ref, ref_b)))
         out.update({f"w2_class_{c}": d, f"w2_floor_class_{c}": floor,
                     f"w2_ratio_class_{c}": d / max(floor, 1e-12)})
         ratios.append(d / max(floor, 1e-12))

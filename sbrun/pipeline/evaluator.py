@@ -183,6 +183,9 @@ class Evaluator:
             metrics.update(self.method.metrics(nets, self.source.to(self.device), res,
                                                self.target.to(self.device)))
         metrics.update(self._kl_density(res.x))
+        restoration = self.data.problem.extra.get("metrics")  # paired restoration problems
+        if restoration is not None:
+            metrics.update(restoration(self.source, res.x, self.target))
         if self.cfg.fid != "none" and res.x.dim() == 4:
             metrics.update(self._fid(res.x, self.cfg.fid))
         oracle = getattr(self.data.problem, "oracle", None)

@@ -37,7 +37,12 @@ def class_rows(images, labels, n: int = 10, title: str = "") -> Figure:
 
 
 def conditional_figures(evaluation, title: str = "") -> dict:
-    """``{"classes": Figure}`` for an evaluation with labels, else ``{}``."""
+    """``{"classes": Figure}`` for an evaluation with labels; ``{"restoration": Figure}``
+    (rows: corrupted, completed, truth) for a paired restoration problem; else ``{}``."""
+    if {"mse_unobserved", "mse_lowres"} & set(evaluation.metrics):
+        rows = {"corrupted (x0)": evaluation.x0, "completed (t=1)": evaluation.result.x,
+                "truth (x1)": evaluation.target}
+        return {"restoration": image_rows(rows, n=10, title=title)}
     y = getattr(evaluation, "labels", None)
     if y is None:
         return {}

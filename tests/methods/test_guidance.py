@@ -22,7 +22,7 @@ from sbrun.methods.guidance import Conditioning, make_conditioning, match_rows, 
 from sbrun.methods.score_sde import ScoreSDE
 from sbrun.models import MLP
 from sbrun.sde.vp import VP
-from tests.conftest import compose
+from tests.conftest import REPO, compose
 
 MEANS = torch.tensor([[-2.0, 0.0], [1.5, 1.0], [0.5, -2.0]], dtype=torch.float64)
 STDS = torch.tensor([0.5, 0.3, 0.7], dtype=torch.float64)
@@ -192,3 +192,28 @@ def test_bad_conditioning_is_a_one_line_error_before_training(overrides, message
     with pytest.raises(ConfigError, match=re.escape(message)) as e:
         build(cfg)
     assert "\n" not in str(e.value)
+
+
+def test_conditional_run_and_transport_of_one_class(cli, tmp_path):
+    import numpy as np
+
+    from sbrun.transport import transport_points
+
+    env = {"PYTHONPATH": str(REPO)}  # this checkout's sbrun, wherever the CLI runs
+    proc, run = cli("method=flow-matching", "data=8gaussians", "method.cond_drop=0.2",
+                    "sampler.guidance=1", "debug=smoke", "logger=none", "method.energy_steps=0",
+                    env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    saved = np.load(run / "samples.npz")
+    assert np.array_equal(saved["y"], np.arange(len(saved["x1"])) % 8)
+    assert (run / "figures" / "classes.png").is_file()
+    x = np.random.default_rng(0).standard_normal((10, 2)).astype("float32")
+    out = transport_points(run, x, label=5, guidance=2.0)
+    assert out["x1"].shape == (10, 2) and (out["y"] == 5).all()
+    with pytest.raises(ConfigError, match="unknown class 9"):
+        transport_points(run, x, label=9)
+    proc, plain = cli("method=flow-matching", "data=8gaussians", "debug=smoke", "logger=none",
+                      "trainer.steps=2", "method.energy_steps=0", env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with pytest.raises(ConfigError, match="needs a class-conditional run"):
+        transport_points(plain, x, label=1)

@@ -17,6 +17,8 @@ TINY_IMAGES = ["model.hidden=8", "data.max_train=256", "data.max_test=128", "eva
                "eval.w2_points=64", "eval.fid=none", "eval.final_fid=none", "trainer.eval_every=0"]
 SMOKE_EXTRA = {
     "mnist_cpu": TINY_IMAGES,
+    "inpaint_mnist_cpu": TINY_IMAGES,
+    "superres_mnist_cpu": TINY_IMAGES,
     "dsb_mnist": [*TINY_IMAGES, "method.ipf_iters=1", "trainer.steps=5", "trainer.batch_size=16",
                   "method.cache_size=32", "method.cache_refresh=5", "device=cpu"],
     "dsb_fashion2mnist": [*TINY_IMAGES, "method.ipf_iters=1", "trainer.steps=5",
