@@ -217,3 +217,26 @@ def test_conditional_run_and_transport_of_one_class(cli, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     with pytest.raises(ConfigError, match="needs a class-conditional run"):
         transport_points(plain, x, label=1)
+
+
+@pytest.mark.parametrize("method_name", ["flow-matching", "ddpm", "score-sde",
+                                         "stochastic-interpolant"])
+def test_every_method_drift_is_the_guided_combination(method_name):
+    """Each method's sampling drift is affine in its network outputs with weights summing
+    to one, so the guided drift is ``(1 + w) drift(c) - w drift(null)``."""
+    from sbrun.pipeline.build import build
+
+    cfg = compose(["debug=smoke", "logger=none", f"method={method_name}", "data=8gaussians",
+                   "method.cond_drop=0.1", "sampler.guidance=1.5"])
+    c = build(cfg)
+    cond = c.method.conditioning
+    for p in c.nets.parameters():  # a network whose class embedding matters
+        p.data.normal_(0, 0.3, generator=torch.Generator().manual_seed(0))
+    y = torch.arange(16) % 8
+    x, t = torch.randn(16, 2), torch.full((16,), 0.4)
+    null = cond.null_nets(c.nets)
+    cond_nets = Conditioning(cond.labels, 0.0).training_nets(c.nets, y, None)
+    guided = c.method.drift(cond.sampling_nets(c.nets, y))(t, x)
+    expected = 2.5 * c.method.drift(cond_nets)(t, x) - 1.5 * c.method.drift(null)(t, x)
+    torch.testing.assert_close(guided, expected, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(guided, c.method.drift(null)(t, x), atol=1e-3)

@@ -19,6 +19,7 @@ SMOKE_EXTRA = {
     "mnist_cpu": TINY_IMAGES,
     "inpaint_mnist_cpu": TINY_IMAGES,
     "superres_mnist_cpu": TINY_IMAGES,
+    "guidance_mnist_cpu": TINY_IMAGES,
     "dsb_mnist": [*TINY_IMAGES, "method.ipf_iters=1", "trainer.steps=5", "trainer.batch_size=16",
                   "method.cache_size=32", "method.cache_refresh=5", "device=cpu"],
     "dsb_fashion2mnist": [*TINY_IMAGES, "method.ipf_iters=1", "trainer.steps=5",
