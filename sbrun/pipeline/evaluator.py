@@ -135,6 +135,8 @@ class Evaluator:
             if getattr(self.cfg, key) not in FID_KINDS:
                 raise ConfigError(f"eval.{key}={getattr(self.cfg, key)}; valid: {', '.join(FID_KINDS)}")
         if self.target.dim() == 4:
+            if conditioning_of(self.method) is not None and self.cfg.classifier_path:
+                load_extractor("classifier", self.cfg.classifier_path)  # class accuracy
             for kind in {*FID_KINDS[self.cfg.fid], *FID_KINDS[self.cfg.final_fid]}:
                 load_extractor(kind, self.cfg.classifier_path if kind == "classifier"
                                else self.cfg.inception_path)
