@@ -5,7 +5,8 @@ Images are in ``[-1, 1]`` (data range 2): ``PSNR = 10 log10(4 / MSE)`` per image
 - ``inpaint``: the unobserved pixels are those where the corrupted ``x0`` differs from
   the truth ``x1`` (noise equals a pixel with probability 0). ``mse_unobserved`` /
   ``psnr_unobserved`` of the completion there, ``mse_observed`` (how well the observed
-  part is kept), and ``mse_unobserved_copy``: the baseline that copies ``x0``'s noise fill.
+  part is kept), and two baselines: ``mse_unobserved_copy`` copies ``x0``'s noise fill,
+  ``mse_unobserved_blank`` fills the square with the background (-1).
 - ``superres``: ``mse`` / ``psnr`` of the whole image, ``mse_lowres`` (the completion
   average-pooled against the observed low-resolution image: consistency), and
   ``mse_copy``: the baseline that returns ``x0`` (the noisy upsampled image).
@@ -44,7 +45,8 @@ class RestorationMetrics:
             mse_u = masked_mse(completed, x1, hidden)
             return {"mse_unobserved": float(mse_u.mean()), "psnr_unobserved": psnr(mse_u),
                     "mse_observed": float(masked_mse(completed, x1, ~hidden).mean()),
-                    "mse_unobserved_copy": float(masked_mse(x0, x1, hidden).mean())}
+                    "mse_unobserved_copy": float(masked_mse(x0, x1, hidden).mean()),
+                    "mse_unobserved_blank": float(masked_mse(-torch.ones_like(x1), x1, hidden).mean())}
         from sbrun.data.restoration import downsample
 
         mse = masked_mse(completed, x1)
