@@ -19,10 +19,10 @@ def class_samples_2d(generated, labels, target, title: str = "") -> Figure:
                    for a in (generated, labels, target))
     fig, ax = plt.subplots(figsize=(6, 6))
     ax.scatter(tgt[:, 0], tgt[:, 1], s=2, c="0.8", label="target (held-out)")
-    cmap = plt.get_cmap("tab10")
+    colours = [c for i, c in enumerate(plt.get_cmap("tab10").colors) if i != 7]  # no grey
     for i, c in enumerate(np.unique(y)):
         pts = gen[y == c]
-        ax.scatter(pts[:, 0], pts[:, 1], s=3, color=cmap(i % 10), label=f"class {c}")
+        ax.scatter(pts[:, 0], pts[:, 1], s=3, color=colours[i % 9], label=f"class {c}")
     ax.set_aspect("equal", adjustable="box")
     ax.legend(markerscale=4, fontsize=7, loc="upper right")
     ax.set_title(title)
@@ -47,6 +47,7 @@ def conditional_figures(evaluation, title: str = "") -> dict:
     if y is None:
         return {}
     x = evaluation.result.x
+    title = f"{title}, guidance w={evaluation.metrics.get('guidance', 0):g}"
     if x.dim() == 4:
         return {"classes": class_rows(x, y, title=title)}
     if x.shape[1:] == (2,):
