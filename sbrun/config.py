@@ -47,6 +47,15 @@ class SolverConfig:
 
 
 @dataclass
+class SamplerConfig:
+    # classifier-free guidance w of a class-conditional run (method.cond_drop set):
+    # (1 + w) f(x, t | c) - w f(x, t); 0: the conditional model, -1: the unconditional one
+    guidance: float = 0.0
+    # the class every evaluation sample is drawn from; null: all classes in turn (i mod K)
+    label: int | None = None
+
+
+@dataclass
 class EvalConfig:
     n_samples: int = 2000  # generated points per evaluation
     w2_points: int = 2000  # points used by the exact W2 (POT emd2)
@@ -96,6 +105,7 @@ class Config:
     sde: Any = None
     method: Any = None
     solver: SolverConfig = field(default_factory=SolverConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
     model: Any = None
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -135,6 +145,7 @@ def register_configs() -> None:
     cs.store(group="trainer", name="base_trainer", node=TrainerConfig)
     cs.store(group="solver", name="base_solver", node=SolverConfig)
     cs.store(group="eval", name="base_eval", node=EvalConfig)
+    cs.store(group="sampler", name="base_sampler", node=SamplerConfig)
     cs.store(group="logger", name="base_logger", node=LoggerConfig)
     # Hydra's basic sweeper, but a job whose overrides do not compose becomes a failed row
     cs.store(group="hydra/sweeper", name="sbrun", package="hydra.sweeper",

@@ -3,7 +3,9 @@
 Loads the run's resolved config and EMA weights, moves each input point (array ``x``
 of shape ``(n, *D)``) from t=0 to t=1 with the run's solver, and writes ``x1``
 (``(n, *D)``, or ``(n, repeats, *D)`` with ``--repeats``) and, with ``--paths``,
-``path`` (``(n, steps + 1, *D)``) and ``t``.
+``path`` (``(n, steps + 1, *D)``) and ``t``. For a class-conditional run, ``--class K``
+draws every point of class ``K`` (default: the classes in turn, written as ``y``) and
+``--guidance W`` sets the classifier-free guidance (default: the run's).
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ class Run:
     Its checkpoint is read with ``torch.load(weights_only=True)``.
     """
 
-    def __init__(self, run_dir: str | Path, device: str = "cpu"):
+    def __init__(self, run_dir: str | Path, device: str = "cpu", label: int | None = None,
+                 guidance: float | None = None):
         from omegaconf import OmegaConf
 
         from sbrun.errors import ConfigError
@@ -37,6 +40,11 @@ class Run:
                               "and checkpoints/last.pt)")
         self.config = OmegaConf.load(cfg_path)
         self.config.device = device
+        sampler = dict(self.config.get("sampler") or {})  # the class and guidance to draw with
+        sampler["label"] = label
+        if guidance is not None:
+            sampler["guidance"] = guidance
+        self.config.sampler = sampler
         self.components = c = build(self.config)
         state = load_checkpoint(ckpt, map_location=c.device)
         load_weights(c.nets, state["ema"], ckpt)
@@ -74,6 +82,7 @@ class Run:
         import torch
 
         from sbrun.errors import ConfigError, DataError
+        from sbrun.methods.guidance import conditioning_of
         from sbrun.solvers import time_grid
 
         c = self.components
@@ -95,10 +104,14 @@ class Run:
         grid = time_grid(self.config.solver.steps if steps is None else steps)
         g = torch.Generator().manual_seed(seed)
         xr = x.repeat_interleave(repeats, 0).to(c.device)
+        cond, nets, out = conditioning_of(c.method), c.nets, {"x0": x.numpy()}
+        if cond is not None:
+            y = cond.sample_labels(x.shape[0])
+            nets = cond.sampling_nets(c.nets, y.repeat_interleave(repeats).to(c.device))
+            out["y"] = y.numpy()
         with torch.no_grad():
-            res = c.method.transport(c.nets, xr, c.solver, grid, direction=direction,
+            res = c.method.transport(nets, xr, c.solver, grid, direction=direction,
                                      generator=g, keep=xr.shape[0] if paths else None)
-        out = {"x0": x.numpy()}
         x1 = res.x.cpu().numpy()
         out["x1"] = x1.reshape(x.shape[0], repeats, *x1.shape[1:]) if repeats > 1 else x1
         if paths and res.path is not None:
@@ -109,17 +122,25 @@ class Run:
         return out
 
 
-def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
-    """Load a finished (or interrupted) run for notebooks: see :class:`Run`."""
-    return Run(run_dir, device)
+def load_run(run_dir: str | Path, device: str = "cpu", label: int | None = None,
+             guidance: float | None = None) -> Run:
+    """Load a finished (or interrupted) run for notebooks: see :class:`Run` (``label``,
+    ``guidance``: the class and guidance scale a class-conditional run samples with)."""
+    return Run(run_dir, device, label, guidance)
 
 
 def transport_points(run_dir: str | Path, x, steps: int | None = None, repeats: int = 1,
                      paths: bool = False, direction: str = "forward", seed: int = 0,
-                     device: str = "cpu") -> dict:
-    """Move ``x: (n, *D)`` with the trained run in ``run_dir``; returns numpy arrays."""
-    return load_run(run_dir, device).transport(x, repeats=repeats, direction=direction,
-                                               steps=steps, paths=paths, seed=seed)
+                     device: str = "cpu", label: int | None = None,
+                     guidance: float | None = None) -> dict:
+    """Move ``x: (n, *D)`` with the trained run in ``run_dir``; returns numpy arrays.
+
+    A class-conditional run draws every point of class ``label`` (``None``: classes in
+    turn, written as ``y``) with guidance ``guidance`` (``None``: the run's
+    ``sampler.guidance``); an unconditional run refuses both.
+    """
+    return load_run(run_dir, device, label=label, guidance=guidance).transport(
+        x, repeats=repeats, direction=direction, steps=steps, paths=paths, seed=seed)
 
 
 def main(argv=None) -> int:
@@ -134,6 +155,10 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--key", default="x")
+    p.add_argument("--class", dest="label", type=int, default=None,
+                   help="class-conditional runs: the class of every point (default: in turn)")
+    p.add_argument("--guidance", type=float, default=None,
+                   help="classifier-free guidance w (default: the run's sampler.guidance)")
     p.add_argument("--verbose", action="store_true")
     a = p.parse_args(argv)
     try:
@@ -150,7 +175,7 @@ def main(argv=None) -> int:
             raise ConfigError(f"output directory {Path(a.out).parent} does not exist")
         x = load_npz_array(a.points, a.key)
         out = transport_points(a.run_dir, x, a.steps, a.repeats, a.paths, a.direction, a.seed,
-                               a.device)
+                               a.device, a.label, a.guidance)
         np.savez(a.out, **out)
         print(f"wrote {a.out}: x1 {out['x1'].shape}" + (" + path" if "path" in out else ""))
         return 0

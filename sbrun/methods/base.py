@@ -38,6 +38,7 @@ class Batch:
     x1: Tensor
     generator: torch.Generator | None = None
     coupled: bool = False
+    y: Tensor | None = None  # (B,) classes of x1 in a class-conditional run
 
     def rand(self, *shape: int) -> Tensor:
         """Uniform draws on the batch's device."""

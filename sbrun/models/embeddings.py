@@ -38,3 +38,20 @@ class IdentityEmbedding(nn.Module):
 
     def forward(self, t: Tensor) -> Tensor:
         return t.reshape(t.shape[0], -1).float()
+
+
+class ClassEmbedding(nn.Module):
+    """Class labels ``y: (B,)`` in ``0..K-1`` -> ``(B, dim)`` learned vectors, plus a null
+    class (index ``K``) for ``y = None`` or label ``-1``: the unconditional model of
+    classifier-free guidance (Ho & Salimans 2022), trained by label dropout."""
+
+    def __init__(self, num_classes: int, dim: int):
+        super().__init__()
+        self.num_classes, self.dim = int(num_classes), int(dim)
+        self.table = nn.Embedding(self.num_classes + 1, self.dim)
+
+    def forward(self, y: Tensor | None, batch: int) -> Tensor:
+        if y is None:
+            y = torch.full((batch,), self.num_classes, dtype=torch.long, device=self.table.weight.device)
+        y = torch.where(y < 0, self.num_classes, y.long())
+        return self.table(y)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from sbrun.errors import ConfigError
-from sbrun.models.embeddings import IdentityEmbedding, SinusoidalEmbedding
+from sbrun.models.embeddings import ClassEmbedding, IdentityEmbedding, SinusoidalEmbedding
 
 ACTIVATIONS = {"silu": nn.SiLU, "selu": nn.SELU, "relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
 
@@ -21,6 +21,9 @@ class MLP(nn.Module):
         cond_dim: number of conditioning coordinates (1 for a scalar time).
         out_mult: number of output heads stacked along dim 1 (e.g. 2 for velocity + score);
             with ``out_mult > 1`` the output is ``(B, out_mult, *D)``.
+        num_classes: ``K > 0`` adds a learned class embedding (``class_dim`` features,
+            :class:`~sbrun.models.embeddings.ClassEmbedding`); ``forward(x, t, y)`` then
+            takes labels ``y: (B,)`` in ``0..K-1``, ``None`` meaning the null class.
     """
 
     def __init__(
@@ -33,6 +36,8 @@ class MLP(nn.Module):
         time_dim: int = 64,
         cond_dim: int = 1,
         out_mult: int = 1,
+        num_classes: int = 0,
+        class_dim: int = 32,
     ):
         super().__init__()
         if activation not in ACTIVATIONS:
@@ -50,17 +55,23 @@ class MLP(nn.Module):
             raise ConfigError(f"unknown model.time_embedding '{time_embedding}'; valid: raw, sinusoidal")
         act = ACTIVATIONS[activation]
         layers: list[nn.Module] = []
-        width = d + self.embed.dim * cond_dim
+        self.label_embed = ClassEmbedding(num_classes, class_dim) if num_classes else None
+        width = d + self.embed.dim * cond_dim + (class_dim if num_classes else 0)
         for _ in range(depth):
             layers += [nn.Linear(width, hidden), act()]
             width = hidden
         layers.append(nn.Linear(width, d * out_mult))
         self.net = nn.Sequential(*layers)
 
-    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+    def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
         import torch
 
-        h = torch.cat([x.reshape(x.shape[0], -1), self.embed(t).to(x.dtype)], 1)
+        parts = [x.reshape(x.shape[0], -1), self.embed(t).to(x.dtype)]
+        if self.label_embed is not None:
+            parts.append(self.label_embed(y, x.shape[0]).to(x.dtype))
+        elif y is not None:
+            raise ConfigError("labels given to an unconditional MLP (num_classes=0)")
+        h = torch.cat(parts, 1)
         out = self.net(h)
         if self.out_mult > 1:
             return out.reshape(x.shape[0], self.out_mult, *self.shape)

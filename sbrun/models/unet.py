@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sbrun.errors import ConfigError
-from sbrun.models.embeddings import SinusoidalEmbedding
+from sbrun.models.embeddings import ClassEmbedding, SinusoidalEmbedding
 
 
 def _norm(ch: int) -> nn.GroupNorm:
@@ -83,12 +83,15 @@ class UNet(nn.Module):
         time_dim: sinusoidal features per conditioning coordinate (``cond_dim`` of them,
             e.g. ``K`` simplex coordinates ``alpha``), mapped by an MLP to ``4 * hidden``.
         out_mult: output heads stacked along dim 1: ``(B, out_mult, C, H, W)`` when > 1.
+        num_classes: ``K > 0`` adds a learned class embedding to the time embedding
+            (labels ``y: (B,)`` in ``forward``; ``None`` or ``-1``: the null class).
     """
 
     def __init__(self, shape: Sequence[int], hidden: int = 32, depth: int = 1,
                  channel_mult: Sequence[int] = (1, 2, 2), attention: Sequence[int] = (),
                  mid_attention: bool = True, heads: int = 4, dropout: float = 0.0,
-                 time_dim: int = 64, cond_dim: int = 1, out_mult: int = 1):
+                 time_dim: int = 64, cond_dim: int = 1, out_mult: int = 1,
+                 num_classes: int = 0):
         super().__init__()
         if len(shape) != 3:
             raise ConfigError(f"model=unet needs image data (C, H, W); got shape {tuple(shape)}: "
@@ -104,6 +107,7 @@ class UNet(nn.Module):
         self.embed = SinusoidalEmbedding(time_dim)
         self.emb_mlp = nn.Sequential(nn.Linear(self.embed.dim * cond_dim, emb_dim), nn.SiLU(),
                                      nn.Linear(emb_dim, emb_dim))
+        self.label_embed = ClassEmbedding(num_classes, emb_dim) if num_classes else None
         self.conv_in = nn.Conv2d(c, hidden, 3, padding=1)
         chans = [hidden * m for m in channel_mult]
         self.down, skips, ch = nn.ModuleList(), [hidden], hidden
@@ -137,9 +141,13 @@ class UNet(nn.Module):
         return nn.ModuleList([ResBlock(c_in, c_out, emb_dim, dropout)]
                              + ([Attention(c_out, heads)] if attn else []))
 
-    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+    def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
         b, _, height, width = x.shape
         emb = self.emb_mlp(self.embed(t).to(x.dtype))
+        if self.label_embed is not None:
+            emb = emb + self.label_embed(y, b).to(emb.dtype)
+        elif y is not None:
+            raise ConfigError("labels given to an unconditional UNet (num_classes=0)")
         pad_h, pad_w = -height % self.multiple, -width % self.multiple
         h = self.conv_in(F.pad(x, (0, pad_w, 0, pad_h)) if pad_h or pad_w else x)
         hs = [h]

@@ -14,9 +14,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from sbrun.data.conditional import LabelledBatchSource
 from sbrun.data.distributions import Problem, StandardGaussian
 from sbrun.errors import ConfigError, SbrunError
 from sbrun.methods.base import Method
+from sbrun.methods.guidance import make_conditioning
 from sbrun.pipeline.data import BatchSource
 from sbrun.sde.base import ReferenceSDE
 from sbrun.solvers import Solver, configure, get_solver
@@ -55,6 +57,7 @@ def make(group: str, node: DictConfig, **kwargs):
         raise ConfigError(f"config group '{group}' has no _target_ (choose one: {group}=<name>)")
     cfg = OmegaConf.to_container(node, resolve=True)
     cfg.pop("name", None) if group in ("method", "sde", "model") else None
+    cfg.pop("cond_drop", None) if group == "method" else None  # sbrun.methods.guidance
     try:
         return instantiate(cfg, **kwargs, _convert_="all")
     except InstantiationException as e:
@@ -122,16 +125,21 @@ def build(cfg: DictConfig) -> Components:
             "two-way method (flow-matching, dsb, eot, stochastic-interpolant)"
         )
     method.bind(problem, sde)
+    sampler = cfg.get("sampler") or {}
+    cond = make_conditioning(method, problem, cfg.method.get("cond_drop"),
+                             sampler.get("guidance", 0.0), sampler.get("label"))
+    method.conditioning = cond
     options = OmegaConf.to_container(cfg.solver, resolve=True)
     solver = configure(base_solver, **{k: v for k, v in options.items() if k != "name"})
     if cfg.solver.steps < 1:
         raise ConfigError(f"solver.steps must be >= 1, got {cfg.solver.steps}")
     prior = getattr(method, "prior", None) or StandardGaussian(problem.shape)
-    data = BatchSource(problem, prior=prior)
+    data = BatchSource(problem, prior=prior) if cond is None else \
+        LabelledBatchSource(problem, cond.labels, prior=prior)
     torch.manual_seed(cfg.seed)
     nets = nn.ModuleDict({
         k: make("model", cfg.model, shape=problem.shape, cond_dim=method.cond_dim,
-             **method.model_kwargs(k))
+             **method.model_kwargs(k), **(cond.model_kwargs() if cond else {}))
         for k in method.networks
     }).to(device)
     return Components(problem, sde, method, solver, nets, data, device)

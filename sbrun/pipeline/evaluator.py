@@ -13,6 +13,7 @@ from sbrun.config import EvalConfig
 from sbrun.data.distributions import Distribution, Empirical
 from sbrun.errors import ConfigError
 from sbrun.methods.base import Method
+from sbrun.methods.guidance import conditioning_of
 from sbrun.pipeline.data import BatchSource
 from sbrun.solvers import check_solver
 from sbrun.solvers.base import Solver, SolveResult, time_grid
@@ -52,6 +53,7 @@ class Evaluation:
     target: Tensor
     backward: SolveResult | None = None
     source: Tensor | None = None
+    labels: Tensor | None = None  # (n,) classes of the generated samples (conditional runs)
 
 
 class Evaluator:
@@ -167,6 +169,8 @@ class Evaluator:
             if "classifier" in kinds and not self.cfg.classifier_path:
                 # trained on first use and cached; the run's config records the file used
                 self.cfg.classifier_path = str(cached_classifier(self.data.target))
+            if conditioning_of(self.method) is not None and self.cfg.classifier_path:
+                load_extractor("classifier", self.cfg.classifier_path)  # class accuracy
             for kind in kinds:
                 load_extractor(kind, self.cfg.classifier_path if kind == "classifier"
                                else self.cfg.inception_path)
@@ -196,9 +200,17 @@ class Evaluator:
         own metrics, e.g. likelihoods, run only there with ``eval.method_metrics=final``)."""
         t0 = time.perf_counter()
         nets.eval()
-        res = self._transport(nets, self.source, "forward")
+        cond = conditioning_of(self.method)  # a class-conditional run samples guided nets
+        labels = None if cond is None else cond.sample_labels(len(self.source))
+        res = self._transport(nets if cond is None else cond.sampling_nets(nets, labels),
+                              self.source, "forward")
         metrics = self._score(res.x, self.target, self.floor, self.floor_std, "")
         metrics["nfe"] = res.nfe
+        if cond is not None:
+            from sbrun.metrics.classes import class_metrics
+
+            nets = cond.null_nets(nets)  # method metrics and oracles: the unconditional model
+            metrics.update(class_metrics(res.x, labels, cond, self.cfg, self.seed, self.device))
         backward = None
         if "backward" in self.method.directions:
             backward = self._transport(nets, self.target, "backward")
@@ -208,11 +220,15 @@ class Evaluator:
             metrics.update(self.method.metrics(nets, self.source.to(self.device), res,
                                                self.target.to(self.device)))
         metrics.update(self._kl_density(res.x))
+        restoration = self.data.problem.extra.get("metrics")  # paired restoration problems
+        if restoration is not None:
+            metrics.update(restoration(self.source, res.x, self.target))
         if self.cfg.fid != "none" and res.x.dim() == 4:
             metrics.update(self._fid(res.x, self.cfg.fid))
         oracle = getattr(self.data.problem, "oracle", None)
         if oracle is not None and hasattr(oracle, "score"):
             metrics.update(oracle.score(self.method, nets, self))
         metrics["eval_seconds"] = time.perf_counter() - t0
-        self.last = Evaluation(metrics, self.source, res, self.target, backward, self.source)
+        self.last = Evaluation(metrics, self.source, res, self.target, backward, self.source,
+                               labels)
         return metrics

@@ -69,6 +69,8 @@ def save_samples(ev: Evaluation, path: Path) -> None:
         arrays["path"] = paths.cpu().numpy()
     if ev.backward is not None:
         arrays["x0_backward"] = ev.backward.x.cpu().numpy()
+    if ev.labels is not None:  # class-conditional runs: the class of each generated sample
+        arrays["y"] = ev.labels.cpu().numpy()
     np.savez(path, **arrays)
 
 
@@ -94,6 +96,9 @@ def make_figures(ev: Evaluation, history: list[dict], title: str) -> dict:
                                              source=ev.x0, target=ev.target, title=title)
     if len(history) > 1:
         figs["metrics"] = metric_curves(history, title=title)
+    from sbrun.plots.conditional import conditional_figures
+
+    figs.update(conditional_figures(ev, title))
     return figs
 
 

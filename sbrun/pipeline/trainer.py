@@ -21,6 +21,7 @@ from torch import nn
 from sbrun.config import TrainerConfig
 from sbrun.errors import ConfigError, TrainingError
 from sbrun.methods.base import Batch, Method, Phase
+from sbrun.methods.guidance import train_nets
 from sbrun.pipeline.checkpoint import LAST, PREV, load_weights, save_checkpoint
 from sbrun.pipeline.data import BatchSource
 from sbrun.pipeline.distributed import DistInfo, wrap
@@ -219,14 +220,16 @@ class Trainer:
 
     def train_step(self, phase: Phase) -> dict:
         if self.prefetcher is not None:  # pairs coupled on the worker during the last step
-            x0, x1 = self.prefetcher.next()
+            (x0, x1), y = self.prefetcher.next(), []
         else:
-            x0, x1 = self.data.batch(self.cfg.batch_size, self.generator)
+            x0, x1, *y = self.data.batch(self.cfg.batch_size, self.generator)  # y: labels
         batch = Batch(x0.to(self.device), x1.to(self.device), self.generator,
-                      coupled=self.prefetcher is not None)
+                      coupled=self.prefetcher is not None,
+                      y=y[0].to(self.device) if y else None)
+        nets = train_nets(self.method, self.train_nets, batch)  # labels bound when conditional
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                             enabled=self.amp_dtype is not None):
-            out = self.method.loss(self.train_nets, batch, phase)
+            out = self.method.loss(nets, batch, phase)
         # the finiteness check syncs a GPU: every step on CPU, every 10th on CUDA, and
         # always on the first step after a checkpoint (which is kept only if it passes)
         if self.device.type == "cpu" or self.step % 10 == 0 or self._unverified:
