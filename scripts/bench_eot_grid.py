@@ -1,0 +1,112 @@
+"""The entropic-OT benchmark grid: cB-W2-UVP, train seconds and peak memory per cell.
+
+For every method in ``--methods``, dimension ``D`` in ``--dims`` and ``eps`` in ``--eps``,
+one full ``sbrun`` run (the shared pipeline: build, train, evaluate) of
+``data=eot_benchmark data.dim=D sde.sigma=sqrt(eps)`` in a fresh process, so that the
+peak resident memory (``ru_maxrss``) is the cell's own. Printed as a Markdown table next
+to the published numbers (Gushchin et al. 2023, best 2023 baseline; Korotin et al. 2024,
+LightSB) and the oracle's finite-sample floor (the true conditional sampler's score with
+the same points and draws). The benchmark here is the published *construction* with our
+own random potential (``sbrun/data/eot_benchmark.py``): comparable in kind.
+
+    python scripts/bench_eot_grid.py [--methods lightsb,dsbm] [--dims 2,16,64,128]
+        [--eps 0.1,1,10] [--threads 1] [--set method=dsbm:trainer.steps=2000 ...]
+
+Method settings (``--set METHOD:KEY=VALUE`` adds or replaces one) default to ``SETTINGS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Published cB-W2-UVP (%): best 2023 baseline (Gushchin et al. 2023) and LightSB (Korotin et al. 2024)
+BASELINE = {0.1: {2: 1.94, 16: 13.67, 64: 11.74, 128: 11.4},
+            1.0: {2: 1.04, 16: 9.08, 64: 18.05, 128: 15.23},
+            10.0: {2: 1.40, 16: 1.27, 64: 2.36, 128: 1.31}}
+LIGHTSB = {0.1: {2: 0.03, 16: 0.08, 64: 0.28, 128: 0.60},
+           1.0: {2: 0.05, 16: 0.09, 64: 0.24, 128: 0.62},
+           10.0: {2: 0.07, 16: 0.11, 64: 0.21, 128: 0.37}}
+
+SETTINGS = {
+    "lightsb": ["method=lightsb", "method.cov=full", "method.n_components=10",
+                "trainer.steps=2000", "trainer.batch_size=512"],
+    "dsbm": ["method=dsbm", "method.imf_iters=4", "trainer.steps=1500", "solver.steps=50",
+             "data.oracle_repeats=200"],
+}
+
+
+def run_cell(overrides: list[str], run_dir: str) -> dict:
+    """One run in this process; returns its final metrics and its peak RSS (MiB)."""
+    import resource
+
+    from hydra import compose, initialize_config_dir
+
+    from sbrun.config import register_configs
+    from sbrun.pipeline.run import run
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(REPO / "sbrun" / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    out = run(cfg, run_dir)
+    out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
+def cell(method: str, dim: int, eps: float, extra: list[str], threads: int) -> dict:
+    overrides = [*SETTINGS.get(method, [f"method={method}"]), *extra, "data=eot_benchmark",
+                 f"data.dim={dim}", f"data.eps={eps}", f"sde.sigma={math.sqrt(eps)!r}",
+                 f"trainer.threads={threads}", "trainer.progress=false", "logger.mode=disabled",
+                 "eval.figures=false", "device=cpu"]
+    with tempfile.TemporaryDirectory() as tmp:
+        code = ("import json, sys; sys.path.insert(0, sys.argv[1]); "
+                "from scripts.bench_eot_grid import run_cell; "
+                "print('RESULT ' + json.dumps(run_cell(json.loads(sys.argv[2]), sys.argv[3])))")
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "WANDB_MODE": "disabled"}
+        proc = subprocess.run([sys.executable, "-c", code, str(REPO), json.dumps(overrides), tmp],
+                              capture_output=True, text=True, env=env, cwd=REPO)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        return {"error": (proc.stderr.strip().splitlines() or ["?"])[-1]}
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--methods", default="lightsb")
+    p.add_argument("--dims", default="2,16,64,128")
+    p.add_argument("--eps", default="0.1,1,10")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--set", action="append", default=[], metavar="METHOD:KEY=VALUE")
+    a = p.parse_args()
+    extra: dict[str, list[str]] = {}
+    for item in a.set:
+        m, kv = item.split(":", 1)
+        extra.setdefault(m, []).append(kv)
+    print(f"threads={a.threads}, load average {os.getloadavg()[0]:.1f} at start")
+    print("| method | eps | D | cB-W2-UVP % | floor % | published LightSB | best 2023 baseline "
+          "| train s | peak MiB |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for method in a.methods.split(","):
+        for eps in (float(e) for e in a.eps.split(",")):
+            for dim in (int(d) for d in a.dims.split(",")):
+                r = cell(method, dim, eps, extra.get(method, []), a.threads)
+                if "error" in r:
+                    print(f"| {method} | {eps:g} | {dim} | error: {r['error']} |||||", flush=True)
+                    continue
+                print(f"| {method} | {eps:g} | {dim} | {r['cbw2_uvp']:.3f} | "
+                      f"{r['cbw2_uvp_floor']:.3f} | {LIGHTSB[eps][dim]} | {BASELINE[eps][dim]} | "
+                      f"{r['train_seconds']:.0f} | {r['peak_rss_mib']:.0f} |", flush=True)
+    print(f"load average {os.getloadavg()[0]:.1f} at the end")
+
+
+if __name__ == "__main__":
+    main()
