@@ -25,6 +25,8 @@ Sampling (``method.sampler``):
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -58,7 +60,9 @@ class LightSB(Method):
         n_components: ``K`` components of ``v``.
         cov: ``diag`` | ``full`` form of ``S_k``.
         sampler: ``auto`` | ``exact`` | ``sde`` (module docstring).
-        init_log_s: initial ``log diag S_k`` (0: ``S_k = I``).
+        init_log_s: initial ``log diag S_k``, or ``auto``: ``eps S_k = min(eps, v / 10) I``
+            with ``v`` the mean per-coordinate variance of target draws (a component a tenth
+            as wide as the target, never wider than the reference's kernel).
     """
 
     name = "lightsb"
@@ -67,12 +71,14 @@ class LightSB(Method):
     uses_reference = True
 
     def __init__(self, n_components: int = 50, cov: str = "diag", sampler: str = "auto",
-                 init_log_s: float = 0.0):
+                 init_log_s: float | str = "auto"):
         check_options(cov=(cov, COVS), sampler=(sampler, SAMPLERS))
         if n_components < 1:
             raise ConfigError(f"method.n_components must be >= 1, got {n_components}")
         self.n_components, self.cov, self.sampler = int(n_components), cov, sampler
-        self.init_log_s = float(init_log_s)
+        if init_log_s != "auto" and not isinstance(init_log_s, (int, float)):
+            raise ConfigError(f"method.init_log_s must be a number or auto, got {init_log_s}")
+        self.init_log_s = init_log_s
 
     def bind(self, problem, sde) -> None:
         super().bind(problem, sde)
@@ -91,9 +97,12 @@ class LightSB(Method):
     def model_kwargs(self, name: str) -> dict:
         """The potential's size and ``eps``; ``r_k`` start at ``K`` target draws (LightSB's
         initialisation; ``build`` has seeded the global RNG, a resumed run loads its own)."""
-        y = self.problem.target.sample(self.n_components)
+        y = self.problem.target.sample(max(self.n_components, 1000)).reshape(-1, self.problem.shape[0])
+        log_s = self.init_log_s
+        if log_s == "auto":
+            log_s = math.log(min(1.0, 0.1 * float(y.var(0).mean()) / self.eps))
         return {"n_components": self.n_components, "cov": self.cov, "eps": self.eps,
-                "init_log_s": self.init_log_s, "init_means": y.reshape(y.shape[0], -1)}
+                "init_log_s": float(log_s), "init_means": y[: self.n_components]}
 
     @staticmethod
     def potential(nets: nn.ModuleDict) -> GaussianMixturePotential:

@@ -140,58 +140,91 @@ class GaussianMixturePotential(nn.Module):
 
     # -- the conditional law of X_1 given X_t = x ------------------------------------
     @torch.no_grad()
-    def posterior(self, x: Tensor, t: float | Tensor = 0.0) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    def posterior(self, x: Tensor, t: float = 0.0) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
         """Law of ``X_1 | X_t = x`` under the bridge: a Gaussian mixture.
 
         With ``a = t / (1 - t)`` and ``S_k = U diag(lam) U^T`` (coordinates ``~`` in that
         basis), component ``k`` has mean ``m_k = U (lam ~x / (1 - t) + ~r) / (a lam + 1)``,
         covariance ``eps U diag(lam / (a lam + 1)) U^T`` and log-weight
-        ``log alpha_k - 1/2 sum log(1 + a lam) - sum ~r^2 / (2 eps lam)
-        + <~x / (1 - t) + ~r / lam, ~m> / (2 eps)`` (``t = 0``: ``pi(y | x)`` of the
-        module docstring). ``t``: a float or ``(B,)``.
+        ``log alpha_k - 1/2 sum log(1 + a lam) + sum [lam ~x^2 / (1 - t)^2 + 2 ~x ~r / (1 - t)
+        - a ~r^2] / (2 eps (a lam + 1))`` (``t = 0``: ``pi(y | x)`` of the module docstring).
 
         Returns ``(log_w (B, K) normalised, mean (B, K, D), var (B, K, D) in the eigenbasis,
-        U or None)``.
+        U or None)``; memory ``B K D``: :meth:`sample` and :meth:`drift` avoid it.
         """
         U, lam = self.eig()
-        k = self.n_components
-        t = torch.as_tensor(t, dtype=x.dtype, device=x.device).reshape(-1, 1, 1)
-        a = t / (1 - t)
-        lam = lam.to(x)[None]  # (1, K, D)
+        k, lam = self.n_components, lam.to(x)[None]
         xr, r = self._rot(x, U, k), self.r.to(x)
         rr = (r if U is None else torch.einsum("kd,kde->ke", r, U.to(x)))[None]  # U_k^T r_k
+        a, s = t / (1 - t), 1 / (1 - t)
         denom = a * lam + 1
-        m_rot = (lam * xr / (1 - t) + rr) / denom
-        logit = (self.log_alpha.to(x)[None] - 0.5 * denom.log().sum(-1)
-                 - (rr.pow(2) / lam).sum(-1) / (2 * self.eps)
-                 + ((xr / (1 - t) + rr / lam) * m_rot).sum(-1) / (2 * self.eps))
-        log_w = torch.log_softmax(logit, dim=1)
+        logit = self.log_alpha.to(x)[None] - 0.5 * denom.log().sum(-1) + (
+            (lam * xr.pow(2) * s * s + 2 * xr * rr * s - a * rr.pow(2)) / denom).sum(-1) / (2 * self.eps)
+        m_rot = (lam * xr * s + rr) / denom
         var = (self.eps * lam / denom).expand(m_rot.shape)
-        return log_w, self._unrot(m_rot, U), var, U
+        return torch.log_softmax(logit, dim=1), self._unrot(m_rot, U), var, U
+
+    def _diag_terms(self, x: Tensor, t: float) -> tuple[Tensor, Tensor, Tensor]:
+        """``cov=diag`` without ``(B, K, D)`` tensors: log-weights ``(B, K)`` and the
+        coefficients ``c = lam / (a lam + 1)``, ``q = r / (a lam + 1)`` (``(K, D)``) of
+        ``m_k = c_k x / (1 - t) + q_k``."""
+        lam, r = self.log_s.exp().to(x), self.r.to(x)
+        a, s = t / (1 - t), 1 / (1 - t)
+        denom = a * lam + 1
+        c, q = lam / denom, r / denom
+        logit = (self.log_alpha.to(x)[None] - 0.5 * denom.log().sum(-1)[None]
+                 + (s * s * x.pow(2) @ c.T + 2 * s * x @ q.T
+                    - a * (r * q).sum(-1)[None]) / (2 * self.eps))
+        return torch.log_softmax(logit, dim=1), c, q
 
     @torch.no_grad()
-    def sample(self, x: Tensor, t: float | Tensor = 0.0,
-               generator: torch.Generator | None = None) -> Tensor:
+    def sample(self, x: Tensor, t: float = 0.0,
+               generator: torch.Generator | None = None, chunk: int = 4096) -> Tensor:
         """Exact draws of ``X_1 | X_t = x`` (``t = 0``: ``pi(. | x)``): ``(B, D)`` -> ``(B, D)``."""
-        log_w, mean, var, U = self.posterior(x, t)
-        idx = torch.multinomial(log_w.exp().float().cpu(), 1, generator=generator)[:, 0].to(x.device)
-        rows = torch.arange(x.shape[0], device=x.device)
         z = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
-        noise = var[rows, idx].sqrt() * z
-        if U is not None:
-            noise = torch.einsum("bde,be->bd", U.to(x)[idx], noise)
-        return mean[rows, idx] + noise
+        out = []
+        for lo in range(0, x.shape[0], chunk):
+            xb, zb = x[lo: lo + chunk], z[lo: lo + chunk]
+            if self.cov == "diag":
+                log_w, c, q = self._diag_terms(xb, t)
+                idx = self._pick(log_w, generator)
+                mean = c[idx] * xb / (1 - t) + q[idx]
+                out.append(mean + (self.eps * c[idx]).sqrt() * zb)
+                continue
+            log_w, mean, var, U = self.posterior(xb, t)
+            idx = self._pick(log_w, generator)
+            rows = torch.arange(xb.shape[0], device=x.device)
+            noise = torch.einsum("bde,be->bd", U.to(x)[idx], var[rows, idx].sqrt() * zb)
+            out.append(mean[rows, idx] + noise)
+        return torch.cat(out)
+
+    @staticmethod
+    def _pick(log_w: Tensor, generator: torch.Generator | None) -> Tensor:
+        """One component per row from the weights ``(B, K)``."""
+        idx = torch.multinomial(log_w.exp().float().cpu(), 1, generator=generator)[:, 0]
+        return idx.to(log_w.device)
 
     @torch.no_grad()
-    def posterior_mean(self, x: Tensor, t: float | Tensor) -> Tensor:
+    def posterior_mean(self, x: Tensor, t: float, chunk: int = 4096) -> Tensor:
         """``E[X_1 | X_t = x]``: ``(B, D)``."""
-        log_w, mean, _, _ = self.posterior(x, t)
-        return (log_w.exp()[..., None] * mean).sum(1)
+        out = []
+        for lo in range(0, x.shape[0], chunk):
+            xb = x[lo: lo + chunk]
+            if self.cov == "diag":
+                log_w, c, q = self._diag_terms(xb, t)
+                w = log_w.exp()
+                out.append(w @ c * xb / (1 - t) + w @ q)
+            else:
+                log_w, mean, _, _ = self.posterior(xb, t)
+                out.append((log_w.exp()[..., None] * mean).sum(1))
+        return torch.cat(out)
 
     @torch.no_grad()
     def drift(self, t: Tensor, x: Tensor) -> Tensor:
-        """The bridge's drift ``(E[X_1 | X_t = x] - x) / (1 - t)``; ``t: (B,)``, ``x: (B, D)``."""
-        tt = torch.as_tensor(t, dtype=x.dtype, device=x.device).reshape(-1)
-        tt = tt.expand(x.shape[0]) if tt.numel() == 1 else tt
-        tt = tt.clamp_max(1 - 1e-6)
-        return (self.posterior_mean(x, tt) - x) / (1 - tt)[:, None]
+        """The bridge's drift ``(E[X_1 | X_t = x] - x) / (1 - t)``; ``t: (B,)`` (one value,
+        as the solvers pass it, or a scalar), ``x: (B, D)``."""
+        tt = torch.as_tensor(t).reshape(-1)
+        if bool((tt != tt[0]).any()):
+            raise ValueError("GaussianMixturePotential.drift takes one time per call")
+        t0 = min(float(tt[0]), 1 - 1e-6)
+        return (self.posterior_mean(x, t0) - x) / (1 - t0)
