@@ -11,6 +11,11 @@ own random potential (``sbrun/data/eot_benchmark.py``): comparable in kind.
 
     python scripts/bench_eot_grid.py [--methods lightsb,dsbm] [--dims 2,16,64,128]
         [--eps 0.1,1,10] [--threads 1] [--set method=dsbm:trainer.steps=2000 ...]
+    python scripts/bench_eot_grid.py --gaussian [--dims 2,16,64] [--sigma 1]
+
+``--gaussian``: ``data=gaussian2gaussian`` instead, scored against the closed-form bridge
+with ``sbrun-transport --repeats 1000`` on 100 held-out source points (the run's own
+oracle draws only 16 per point), next to the closed-form sampler's score (the floor).
 
 Method settings (``--set METHOD:KEY=VALUE`` adds or replaces one) default to ``SETTINGS``.
 """
@@ -56,6 +61,10 @@ def run_cell(overrides: list[str], run_dir: str) -> dict:
     register_configs()
     with initialize_config_dir(config_dir=str(REPO / "sbrun" / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=overrides)
+    from omegaconf import OmegaConf
+
+    (Path(run_dir) / ".hydra").mkdir(parents=True, exist_ok=True)  # what sbrun-transport reads
+    OmegaConf.save(cfg, Path(run_dir) / ".hydra" / "config.yaml", resolve=True)
     out = run(cfg, run_dir)
     use = resource.getrusage(resource.RUSAGE_SELF)
     out["peak_rss_mib"] = use.ru_maxrss / 1024
@@ -63,15 +72,44 @@ def run_cell(overrides: list[str], run_dir: str) -> dict:
     return out
 
 
-def cell(method: str, dim: int, eps: float, extra: list[str], threads: int) -> dict:
-    overrides = [*SETTINGS.get(method, [f"method={method}"]), *extra, "data=eot_benchmark",
-                 f"data.dim={dim}", f"data.eps={eps}", f"sde.sigma={math.sqrt(eps)!r}",
+def gaussian_score(run_dir: str, dim: int, sigma: float, k: int = 1000) -> dict:
+    """cB-W2-UVP of a finished ``gaussian2gaussian`` run with ``k`` draws per point through
+    ``sbrun-transport``'s ``transport_points``, and the closed-form sampler's (the floor)."""
+    import torch
+
+    from sbrun.couplings.gaussian import Gaussian, gaussian_sb_conditional, sqrtm_psd
+    from sbrun.data.problems import gaussian
+    from sbrun.metrics.gaussian import cbw2_uvp
+    from sbrun.transport import transport_points
+
+    prob = gaussian(dim=dim)
+    g0, g1 = (Gaussian(d.mean, d.cov) for d in (prob.source, prob.target))
+    x0 = prob.source.heldout(100, 5)
+    x1 = torch.as_tensor(transport_points(run_dir, x0.numpy(), repeats=k, seed=1)["x1"])
+    mean, cov = gaussian_sb_conditional(g0, g1, sigma, x0)
+    z = torch.randn(100, k, dim, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    exact = mean[:, None] + z @ sqrtm_psd(cov)
+    return {"cbw2_uvp": cbw2_uvp(x0.double(), x1, g0, g1, sigma),
+            "cbw2_uvp_floor": cbw2_uvp(x0.double(), exact, g0, g1, sigma)}
+
+
+def cell(method: str, dim: int, eps: float, extra: list[str], threads: int,
+         data: str = "eot_benchmark") -> dict:
+    overrides = [*SETTINGS.get(method, [f"method={method}"]), *extra, f"data={data}",
+                 f"data.dim={dim}", f"sde.sigma={math.sqrt(eps)!r}",
                  f"trainer.threads={threads}", "trainer.progress=false", "logger.mode=disabled",
-                 "eval.figures=false", "device=cpu"]
+                 "eval.figures=false", "device=cpu", f"name={method}_{data}"]
+    if data == "eot_benchmark":
+        overrides.append(f"data.eps={eps}")
+    else:
+        overrides = [o for o in overrides if not o.startswith("data.oracle")]
     with tempfile.TemporaryDirectory() as tmp:
         code = ("import json, sys; sys.path.insert(0, sys.argv[1]); "
-                "from scripts.bench_eot_grid import run_cell; "
-                "print('RESULT ' + json.dumps(run_cell(json.loads(sys.argv[2]), sys.argv[3])))")
+                "from scripts.bench_eot_grid import run_cell, gaussian_score; "
+                "out = run_cell(json.loads(sys.argv[2]), sys.argv[3]); "
+                f"out.update(gaussian_score(sys.argv[3], {dim}, {math.sqrt(eps)!r}) "
+                f"if {data == 'gaussian2gaussian'} else {{}}); "
+                "print('RESULT ' + json.dumps(out))")
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "WANDB_MODE": "disabled"}
         proc = subprocess.run([sys.executable, "-c", code, str(REPO), json.dumps(overrides), tmp],
                               capture_output=True, text=True, env=env, cwd=REPO)
@@ -88,7 +126,11 @@ def main() -> None:
     p.add_argument("--eps", default="0.1,1,10")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--set", action="append", default=[], metavar="METHOD:KEY=VALUE")
+    p.add_argument("--gaussian", action="store_true", help="data=gaussian2gaussian instead")
+    p.add_argument("--sigma", type=float, default=1.0, help="--gaussian: sde.sigma")
     a = p.parse_args()
+    if a.gaussian:
+        a.eps = repr(a.sigma**2)
     extra: dict[str, list[str]] = {}
     for item in a.set:
         m, kv = item.split(":", 1)
@@ -100,12 +142,15 @@ def main() -> None:
     for method in a.methods.split(","):
         for eps in (float(e) for e in a.eps.split(",")):
             for dim in (int(d) for d in a.dims.split(",")):
-                r = cell(method, dim, eps, extra.get(method, []), a.threads)
+                r = cell(method, dim, eps, extra.get(method, []), a.threads,
+                         "gaussian2gaussian" if a.gaussian else "eot_benchmark")
                 if "error" in r:
                     print(f"| {method} | {eps:g} | {dim} | error: {r['error']} ||||||", flush=True)
                     continue
+                pub = ["", ""] if a.gaussian else [t.get(eps, {}).get(dim, "")
+                                                   for t in (LIGHTSB, BASELINE)]
                 print(f"| {method} | {eps:g} | {dim} | {r['cbw2_uvp']:.3f} | "
-                      f"{r['cbw2_uvp_floor']:.3f} | {LIGHTSB[eps][dim]} | {BASELINE[eps][dim]} | "
+                      f"{r['cbw2_uvp_floor']:.3f} | {pub[0]} | {pub[1]} | "
                       f"{r['train_seconds']:.0f} | {r['cpu_seconds']:.0f} | {r['peak_rss_mib']:.0f} |",
                       flush=True)
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
