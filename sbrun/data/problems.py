@@ -37,15 +37,17 @@ def npz(target_path: str, source_path: str | None = None, key: str = "x", paired
 
 
 def gaussian(dim: int = 2, seed: int = 0, mean0=None, cov0=None, mean1=None, cov1=None,
-             generative: bool = False, name: str = "gaussian2gaussian") -> Problem:
-    """Gaussian to Gaussian in ``dim`` dimensions; random SPD covariances from ``seed``.
+             generative: bool = False, cond: float = 10.0,
+             name: str = "gaussian2gaussian") -> Problem:
+    """Gaussian to Gaussian in ``dim`` dimensions; random SPD covariances from ``seed`` with
+    condition number ``cond`` (``cond=1``: identities, the DSBM paper's Gaussian problem).
 
     The problem carries a :class:`~sbrun.metrics.oracle.GaussianOracle` so runs report
     their error against the closed-form Schrödinger bridge.
     """
     from sbrun.data.gaussians import gaussian_pair
 
-    g0, g1 = gaussian_pair(dim, seed, mean0=mean0, cov0=cov0, mean1=mean1, cov1=cov1)
+    g0, g1 = gaussian_pair(dim, seed, mean0=mean0, cov0=cov0, mean1=mean1, cov1=cov1, cond=cond)
     oracle = None
     try:
         from sbrun.metrics.oracle import GaussianOracle

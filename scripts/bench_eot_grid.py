@@ -1,0 +1,160 @@
+"""The entropic-OT benchmark grid: cB-W2-UVP, train seconds and peak memory per cell.
+
+For every method in ``--methods``, dimension ``D`` in ``--dims`` and ``eps`` in ``--eps``,
+one full ``sbrun`` run (the shared pipeline: build, train, evaluate) of
+``data=eot_benchmark data.dim=D sde.sigma=sqrt(eps)`` in a fresh process, so that the
+peak resident memory (``ru_maxrss``) is the cell's own. Printed as a Markdown table next
+to the published numbers (Gushchin et al. 2023, best 2023 baseline; Korotin et al. 2024,
+LightSB) and the oracle's finite-sample floor (the true conditional sampler's score with
+the same points and draws). The benchmark here is the published *construction* with our
+own random potential (``sbrun/data/eot_benchmark.py``): comparable in kind.
+
+    python scripts/bench_eot_grid.py [--methods lightsb,dsbm] [--dims 2,16,64,128]
+        [--eps 0.1,1,10] [--threads 1] [--set method=dsbm:trainer.steps=2000 ...]
+    python scripts/bench_eot_grid.py --gaussian [--dims 2,16,64] [--sigma 1]
+
+``--gaussian``: ``data=gaussian2gaussian`` instead, scored against the closed-form bridge
+with ``sbrun-transport --repeats 1000`` on 100 held-out source points (the run's own
+oracle draws only 16 per point), next to the closed-form sampler's score (the floor).
+
+Method settings (``--set METHOD:KEY=VALUE`` adds or replaces one) default to ``SETTINGS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Published cB-W2-UVP (%): best 2023 baseline (Gushchin et al. 2023) and LightSB (Korotin et al. 2024)
+BASELINE = {0.1: {2: 1.94, 16: 13.67, 64: 11.74, 128: 11.4},
+            1.0: {2: 1.04, 16: 9.08, 64: 18.05, 128: 15.23},
+            10.0: {2: 1.40, 16: 1.27, 64: 2.36, 128: 1.31}}
+LIGHTSB = {0.1: {2: 0.03, 16: 0.08, 64: 0.28, 128: 0.60},
+           1.0: {2: 0.05, 16: 0.09, 64: 0.24, 128: 0.62},
+           10.0: {2: 0.07, 16: 0.11, 64: 0.21, 128: 0.37}}
+
+SETTINGS = {
+    "lightsb": ["method=lightsb", "method.cov=diag", "method.n_components=50",
+                "trainer.steps=3000", "trainer.batch_size=1024", "trainer.lr=1e-2"],
+    "dsbm": ["method=dsbm", "method.imf_iters=4", "trainer.steps=1500", "solver.steps=50",
+             "data.oracle_repeats=200"],
+}
+
+
+def run_cell(overrides: list[str], run_dir: str) -> dict:
+    """One run in this process; returns its final metrics and its peak RSS (MiB)."""
+    import resource
+
+    from hydra import compose, initialize_config_dir
+
+    from sbrun.config import register_configs
+    from sbrun.pipeline.run import run
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(REPO / "sbrun" / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    from omegaconf import OmegaConf
+
+    (Path(run_dir) / ".hydra").mkdir(parents=True, exist_ok=True)  # what sbrun-transport reads
+    OmegaConf.save(cfg, Path(run_dir) / ".hydra" / "config.yaml", resolve=True)
+    out = run(cfg, run_dir)
+    use = resource.getrusage(resource.RUSAGE_SELF)
+    out["peak_rss_mib"] = use.ru_maxrss / 1024
+    out["cpu_seconds"] = use.ru_utime + use.ru_stime  # the whole process: build, train, evaluate
+    return out
+
+
+def gaussian_score(run_dir: str, dim: int, sigma: float, k: int = 1000) -> dict:
+    """cB-W2-UVP of a finished ``gaussian2gaussian`` run with ``k`` draws per point through
+    ``sbrun-transport``'s ``transport_points``, and the closed-form sampler's (the floor)."""
+    import torch
+
+    from sbrun.couplings.gaussian import Gaussian, gaussian_sb_conditional, sqrtm_psd
+    from sbrun.data.problems import gaussian
+    from sbrun.metrics.gaussian import cbw2_uvp
+    from sbrun.transport import transport_points
+
+    prob = gaussian(dim=dim)
+    g0, g1 = (Gaussian(d.mean, d.cov) for d in (prob.source, prob.target))
+    x0 = prob.source.heldout(100, 5)
+    x1 = torch.as_tensor(transport_points(run_dir, x0.numpy(), repeats=k, seed=1)["x1"])
+    mean, cov = gaussian_sb_conditional(g0, g1, sigma, x0)
+    z = torch.randn(100, k, dim, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    exact = mean[:, None] + z @ sqrtm_psd(cov)
+    return {"cbw2_uvp": cbw2_uvp(x0.double(), x1, g0, g1, sigma),
+            "cbw2_uvp_floor": cbw2_uvp(x0.double(), exact, g0, g1, sigma)}
+
+
+def cell(method: str, dim: int, eps: float, extra: list[str], threads: int,
+         data: str = "eot_benchmark") -> dict:
+    overrides = [*SETTINGS.get(method, [f"method={method}"]), *extra, f"data={data}",
+                 f"data.dim={dim}", f"sde.sigma={math.sqrt(eps)!r}",
+                 f"trainer.threads={threads}", "trainer.progress=false", "logger.mode=disabled",
+                 "eval.figures=false", "device=cpu", f"name={method}_{data}"]
+    if data == "eot_benchmark":
+        overrides.append(f"data.eps={eps}")
+    else:
+        overrides = [o for o in overrides if not o.startswith("data.oracle")]
+    with tempfile.TemporaryDirectory() as tmp:
+        code = ("import json, sys; sys.path.insert(0, sys.argv[1]); "
+                "from scripts.bench_eot_grid import run_cell, gaussian_score; "
+                "out = run_cell(json.loads(sys.argv[2]), sys.argv[3]); "
+                f"out.update(gaussian_score(sys.argv[3], {dim}, {math.sqrt(eps)!r}) "
+                f"if {data == 'gaussian2gaussian'} else {{}}); "
+                "print('RESULT ' + json.dumps(out))")
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "WANDB_MODE": "disabled"}
+        proc = subprocess.run([sys.executable, "-c", code, str(REPO), json.dumps(overrides), tmp],
+                              capture_output=True, text=True, env=env, cwd=REPO)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        return {"error": (proc.stderr.strip().splitlines() or ["?"])[-1]}
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--methods", default="lightsb")
+    p.add_argument("--dims", default="2,16,64,128")
+    p.add_argument("--eps", default="0.1,1,10")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--set", action="append", default=[], metavar="METHOD:KEY=VALUE")
+    p.add_argument("--gaussian", action="store_true", help="data=gaussian2gaussian instead")
+    p.add_argument("--sigma", type=float, default=1.0, help="--gaussian: sde.sigma")
+    a = p.parse_args()
+    if a.gaussian:
+        a.eps = repr(a.sigma**2)
+    extra: dict[str, list[str]] = {}
+    for item in a.set:
+        m, kv = item.split(":", 1)
+        extra.setdefault(m, []).append(kv)
+    print(f"threads={a.threads}, load average {os.getloadavg()[0]:.1f} at start")
+    print("| method | eps | D | cB-W2-UVP % | floor % | published LightSB | best 2023 baseline "
+          "| train s (wall) | CPU s (run) | peak MiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for method in a.methods.split(","):
+        for eps in (float(e) for e in a.eps.split(",")):
+            for dim in (int(d) for d in a.dims.split(",")):
+                r = cell(method, dim, eps, extra.get(method, []), a.threads,
+                         "gaussian2gaussian" if a.gaussian else "eot_benchmark")
+                if "error" in r:
+                    print(f"| {method} | {eps:g} | {dim} | error: {r['error']} ||||||", flush=True)
+                    continue
+                pub = ["", ""] if a.gaussian else [t.get(eps, {}).get(dim, "")
+                                                   for t in (LIGHTSB, BASELINE)]
+                print(f"| {method} | {eps:g} | {dim} | {r['cbw2_uvp']:.3f} | "
+                      f"{r['cbw2_uvp_floor']:.3f} | {pub[0]} | {pub[1]} | "
+                      f"{r['train_seconds']:.0f} | {r['cpu_seconds']:.0f} | {r['peak_rss_mib']:.0f} |",
+                      flush=True)
+    print(f"load average {os.getloadavg()[0]:.1f} at the end")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""The entropic-OT benchmark: its conditional law against its definition, and the oracle's
+self-check (the true conditional sampler scores ~0, wrong ones score large)."""
+
+import math
+
+import pytest
+import torch
+
+from sbrun.data.eot_benchmark import eot_benchmark
+from sbrun.errors import ConfigError
+
+F64 = torch.float64
+
+
+@pytest.mark.parametrize("eps", [0.1, 1.0, 10.0])
+def test_conditional_law_is_kernel_times_b(eps):
+    """``pi(y | x) ∝ N(y | x, eps I) b(y)``: importance weights on draws of ``b`` (by hand)
+    against the plan's closed-form moments and its sampler."""
+    prob = eot_benchmark(dim=3, eps=eps, seed=1)
+    plan = prob.extra["plan"]
+    g = torch.Generator().manual_seed(0)
+    k = torch.multinomial(plan.weights, 400_000, replacement=True, generator=g)
+    z = torch.randn(400_000, 3, generator=g, dtype=F64)
+    y = plan.means[k] + torch.einsum("nde,ne->nd", torch.linalg.cholesky(plan.covs)[k], z)
+    x = torch.tensor([[0.5, -1.0, 0.3]], dtype=F64)
+    w = torch.softmax(-(y - x).pow(2).sum(1) / (2 * eps), 0)
+    mean_is = (w[:, None] * y).sum(0)
+    cov_is = (w[:, None, None] * (y - mean_is)[:, :, None] * (y - mean_is)[:, None, :]).sum(0)
+    mean, cov = plan.moments(x)
+    torch.testing.assert_close(mean[0], mean_is, atol=0.03, rtol=0)
+    torch.testing.assert_close(cov[0], cov_is, atol=0.03, rtol=0)
+    s = plan.sample(x.repeat(200_000, 1), g)
+    torch.testing.assert_close(s.mean(0), mean[0], atol=0.02, rtol=0)
+    torch.testing.assert_close(torch.cov(s.T), cov[0], atol=0.03, rtol=0)
+
+
+def test_target_is_the_plans_second_marginal():
+    prob = eot_benchmark(dim=4, eps=1.0)
+    y = prob.target.sample(100_000, torch.Generator().manual_seed(2)).double()
+    assert float(y.var(0).sum()) == pytest.approx(prob.oracle.total_var(), rel=0.02)
+
+
+def test_oracle_true_sampler_scores_near_zero_wrong_ones_large():
+    prob = eot_benchmark(dim=2, eps=1.0)
+    oracle, plan = prob.oracle, prob.extra["plan"]
+    g = torch.Generator().manual_seed(3)
+    x0 = prob.source.sample(100, g).double()
+    true = plan.sample(x0.repeat_interleave(1000, 0), g).reshape(100, 1000, 2)
+    assert oracle.cbw2_uvp(x0, true) < 0.5
+    wrong_eps = eot_benchmark(dim=2, eps=0.3).extra["plan"]  # same b, another eps
+    other = wrong_eps.sample(x0.repeat_interleave(1000, 0), g).reshape(100, 1000, 2)
+    assert oracle.cbw2_uvp(x0, other) > 10
+    indep = prob.target.sample(100_000, g).double().reshape(100, 1000, 2)
+    assert oracle.cbw2_uvp(x0, indep) > 20
+    assert oracle.cbw2_uvp(x0, plan.moments(x0)[0]) > 20  # the mean map has no spread
+
+
+def test_eps_must_agree_with_the_reference():
+    with pytest.raises(ConfigError, match="sde.sigma=0.316"):
+        eot_benchmark(dim=2, eps=0.1, reference_sigma=1.0)
+    assert eot_benchmark(dim=2, reference_sigma=math.sqrt(0.1)).extra["eps"] == pytest.approx(0.1)
+    with pytest.raises(ConfigError):
+        eot_benchmark(dim=2)

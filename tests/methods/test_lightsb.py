@@ -1,0 +1,166 @@
+"""LightSB: the closed forms of its Gaussian-mixture potential against Monte Carlo, and the
+closed-form Gaussian bridge recovered by one full-covariance component."""
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from sbrun.data.problems import gaussian
+from sbrun.errors import ConfigError
+from sbrun.methods.lightsb import LightSB
+from sbrun.models.gmm_potential import GaussianMixturePotential
+from sbrun.sde import Brownian
+from sbrun.solvers import get_solver, time_grid
+
+F64 = torch.float64
+EPS = 0.5
+
+
+def random_potential(cov: str, seed: int = 0, k: int = 3, d: int = 2) -> GaussianMixturePotential:
+    g = torch.Generator().manual_seed(seed)
+    pot = GaussianMixturePotential((d,), k, cov, EPS).double()
+    with torch.no_grad():
+        pot.log_alpha.copy_(torch.randn(k, generator=g, dtype=F64))
+        pot.r.copy_(torch.randn(k, d, generator=g, dtype=F64))
+        if cov == "diag":
+            pot.log_s.copy_(0.5 * torch.randn(k, d, generator=g, dtype=F64))
+        else:
+            pot.L_raw.copy_(0.4 * torch.randn(k, d, d, generator=g, dtype=F64))
+    return pot
+
+
+def draws_of_v(pot: GaussianMixturePotential, n: int, seed: int = 1) -> torch.Tensor:
+    """``n`` draws of the normalised mixture ``v / |v|`` (by hand: components, then Gaussians)."""
+    g = torch.Generator().manual_seed(seed)
+    k = torch.multinomial(torch.softmax(pot.log_alpha, 0), n, replacement=True, generator=g)
+    z = torch.randn(n, pot.dim, generator=g, dtype=F64)
+    L = pot.chol().detach()
+    return pot.r.detach()[k] + math.sqrt(EPS) * torch.einsum("nde,ne->nd", L[k], z)
+
+
+def weighted_moments(y, logw):
+    w = torch.softmax(logw, 0)
+    mean = (w[:, None] * y).sum(0)
+    dev = y - mean
+    return mean, (w[:, None, None] * dev[:, :, None] * dev[:, None, :]).sum(0)
+
+
+@pytest.mark.parametrize("cov", ["diag", "full"])
+def test_log_c_matches_monte_carlo(cov):
+    """``c(x) = ∫ exp(<x, y>/eps) v(y) dy = |v| E_{y ~ v/|v|} exp(<x, y>/eps)``."""
+    pot = random_potential(cov)
+    y = draws_of_v(pot, 400_000)
+    x = torch.tensor([[0.3, -0.2], [-0.1, 0.25]], dtype=F64)
+    mc = torch.logsumexp(x @ y.T / EPS, 1) - math.log(y.shape[0]) + torch.logsumexp(pot.log_alpha, 0)
+    torch.testing.assert_close(pot.log_c(x).detach(), mc.detach(), atol=0.02, rtol=0)
+
+
+@pytest.mark.parametrize("cov", ["diag", "full"])
+def test_conditional_sampler_matches_monte_carlo(cov):
+    """``pi(y | x) ∝ exp(<x, y>/eps) v(y)``: importance-weighted draws of ``v`` against the
+    exact mixture sampler (mean and covariance)."""
+    pot = random_potential(cov, seed=2)
+    y = draws_of_v(pot, 400_000, seed=3)
+    x = torch.tensor([[0.4, -0.3]], dtype=F64)
+    mean_mc, cov_mc = weighted_moments(y, (y @ x[0]) / EPS)
+    s = pot.sample(x.repeat(200_000, 1), 0.0, torch.Generator().manual_seed(4))
+    torch.testing.assert_close(s.mean(0), mean_mc, atol=0.03, rtol=0)
+    torch.testing.assert_close(torch.cov(s.T), cov_mc, atol=0.04, rtol=0)
+
+
+@pytest.mark.parametrize("cov", ["diag", "full"])
+def test_drift_is_the_posterior_mean_of_the_bridge(cov):
+    """``E[X_1 | X_t = x]``: ``p(y | x_t) ∝ N(y | x_t, eps (1 - t)) v(y) exp(|y|^2 / 2 eps)``
+    (the h-transform of the reference), by importance weights on draws of ``v``."""
+    pot = random_potential(cov, seed=5)
+    y = draws_of_v(pot, 400_000, seed=6)
+    x, t = torch.tensor([[0.2, 0.5]], dtype=F64), 0.6
+    logw = y.pow(2).sum(1) / (2 * EPS) - (y - x).pow(2).sum(1) / (2 * EPS * (1 - t))
+    mean_mc, _ = weighted_moments(y, logw)
+    drift = pot.drift(torch.tensor([t], dtype=F64), x)[0]
+    torch.testing.assert_close(drift, (mean_mc - x[0]) / (1 - t), atol=0.05, rtol=0)
+
+
+def test_sde_sampler_reaches_the_exact_conditional():
+    """The closed-form drift through Euler–Maruyama lands on ``pi(. | x)``."""
+    prob = gaussian(dim=2, seed=1)
+    m = LightSB(n_components=3, cov="full", sampler="sde")
+    m.bind(prob, Brownian(math.sqrt(EPS)))
+    nets = nn.ModuleDict({"potential": random_potential("full", seed=7).float()})
+    x = torch.tensor([[0.3, -0.4]]).repeat(4000, 1)
+    res = m.transport(nets, x, get_solver("euler_maruyama"), time_grid(200),
+                      generator=torch.Generator().manual_seed(8))
+    exact = nets["potential"].sample(x, 0.0, torch.Generator().manual_seed(9))
+    torch.testing.assert_close(res.x.mean(0), exact.mean(0), atol=0.08, rtol=0)
+    torch.testing.assert_close(torch.cov(res.x.T), torch.cov(exact.T), atol=0.1, rtol=0)
+
+
+def test_one_full_component_recovers_the_gaussian_bridge():
+    """K = 1, full S: the loss's minimiser is the closed-form SB between Gaussians
+    (conditional mean map and covariance of ``gaussian_sb_conditional``)."""
+    from sbrun.couplings.gaussian import Gaussian, gaussian_sb_conditional
+
+    sigma = 0.8
+    prob = gaussian(dim=2, seed=4)
+    m = LightSB(n_components=1, cov="full")
+    m.bind(prob, Brownian(sigma))
+    torch.manual_seed(0)
+    pot = GaussianMixturePotential((2,), **m.model_kwargs("potential"))
+    opt = torch.optim.Adam(pot.parameters(), lr=2e-2)
+    g = torch.Generator().manual_seed(1)
+    for i in range(1500):
+        for grp in opt.param_groups:
+            grp["lr"] = 2e-2 * (1 - i / 1500) + 1e-4
+        loss = pot(prob.source.sample(1024, g), prob.target.sample(1024, g)).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    g0 = Gaussian(prob.source.mean, prob.source.cov)
+    g1 = Gaussian(prob.target.mean, prob.target.cov)
+    x = prob.source.sample(5, g).double()
+    mean, cov = gaussian_sb_conditional(g0, g1, sigma, x)
+    _, means, var, U = pot.double().posterior(x)
+    torch.testing.assert_close(means[:, 0], mean, atol=0.06, rtol=0)
+    learned = U[0] @ torch.diag(var[0, 0]) @ U[0].T
+    torch.testing.assert_close(learned, cov, atol=0.04, rtol=0)
+
+
+def test_bad_options_are_refused():
+    from sbrun.sde.vp import VP
+
+    with pytest.raises(ConfigError):
+        LightSB(cov="dense")
+    with pytest.raises(ConfigError):
+        LightSB(sampler="ode")
+    with pytest.raises(ConfigError, match="sde=brownian"):
+        LightSB().bind(gaussian(dim=2), VP())
+    from sbrun.solvers import check_solver
+
+    m = LightSB(sampler="sde")
+    m.bind(gaussian(dim=2), Brownian(1.0))
+    with pytest.raises(ConfigError):
+        check_solver(get_solver("euler"), m)
+
+
+def test_cli_benchmark_run_reports_cbw2_and_transports_with_repeats(cli):
+    """Through the shared pipeline: the oracle's score, then ``sbrun-transport --repeats``."""
+    import json
+
+    import numpy as np
+
+    from sbrun.transport import transport_points
+
+    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[2])}  # this checkout's sbrun
+    proc, run_dir = cli("method=lightsb", "data=eot_benchmark", "data.dim=3", "sde.sigma=0.5",
+                        "data.oracle_points=20", "data.oracle_repeats=50", "debug=smoke",
+                        "method.n_components=4", "trainer.steps=30", env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["cbw2_uvp"] >= 0 and metrics["cbw2_uvp_floor"] >= 0
+    out = transport_points(run_dir, np.zeros((5, 3), np.float32), repeats=7)
+    assert out["x1"].shape == (5, 7, 3) and out["x1"].std(1).min() > 0  # x1 | x0 is random
+    bad, _ = cli("method=lightsb", "data=eot_benchmark", "data.eps=0.1", "debug=smoke", env=env)
+    assert bad.returncode != 0 and "sde.sigma=0.316" in bad.stderr
