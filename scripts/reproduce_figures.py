@@ -261,7 +261,8 @@ def main(argv=None) -> int:
                    help="exit non-zero when an expected number misses (or a run fails)")
     p.add_argument("--only", default="", help="comma-separated preset names")
     p.add_argument("--timeout", type=int, default=3600, help="seconds per preset")
-    p.add_argument("--threads", type=int, default=0, help="trainer.threads / OMP_NUM_THREADS (0: torch's default)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="trainer.threads / OMP_NUM_THREADS (0: torch's default)")
     p.add_argument("--reuse", action="store_true", help="keep finished runs of the same overrides")
     p.add_argument("--publish", default="", help="copy the PNGs of passing presets here (e.g. docs/gallery)")
     a = p.parse_args(argv)

@@ -18,9 +18,8 @@ reference ``dX = sigma dW``. Three ways to move a (possibly new) source point ``
 
 from __future__ import annotations
 
-import math
-
 import inspect
+import math
 
 import torch
 from torch import Tensor, nn

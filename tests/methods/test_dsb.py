@@ -168,8 +168,8 @@ def test_figures_show_ipf_1_next_to_the_last_with_ipf_axes(cli):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert [r["ipf_iter"] for r in _rows(rd)] == [1.0, 2.0]
     assert (rd / "figures" / "ipf_first_last.png").exists() and (rd / "figures" / "metrics.png").exists()
-    from sbrun.pipeline.run import make_figures
     from sbrun.pipeline.evaluator import Evaluation
+    from sbrun.pipeline.run import make_figures
 
     x = torch.randn(10, 2)
     from sbrun.solvers.base import SolveResult
