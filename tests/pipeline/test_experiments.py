@@ -19,6 +19,8 @@ SMOKE_EXTRA = {
     "mnist_cpu": TINY_IMAGES,
     "dsb_mnist": [*TINY_IMAGES, "method.ipf_iters=1", "trainer.steps=5", "trainer.batch_size=16",
                   "method.cache_size=32", "method.cache_refresh=5", "device=cpu"],
+    "dsb_emnist2mnist": [*TINY_IMAGES, "method.ipf_iters=1", "trainer.steps=5", "trainer.batch_size=16",
+                         "method.cache_size=32", "method.cache_refresh=5", "device=cpu", "method.num_steps=5"],
     "dsb_fashion2mnist": [*TINY_IMAGES, "method.ipf_iters=1", "trainer.steps=5",
                           "trainer.batch_size=16", "method.cache_size=32", "method.cache_refresh=5",
                           "device=cpu", "method.num_steps=5"],
@@ -45,7 +47,7 @@ def test_preset_header_and_smoke_run(preset, tmp_path):
         args += [kv.split(",")[0] for kv in meta["sweep"].split() if not kv.startswith("trainer.")]
     args += SMOKE_EXTRA.get(preset.stem, [])
     env = {**os.environ, "WANDB_MODE": "disabled"}
-    if "fashion" in preset.read_text():  # Fashion-MNIST is not on every machine: tiny fake files
+    if "fashion" in preset.read_text() or "emnist" in preset.read_text():  # not on every machine: fake files
         from image_files import write_fake_image_root
 
         args.append(f"data.root={write_fake_image_root(tmp_path / 'data')}")
