@@ -243,5 +243,26 @@ class DSB(Method):
                            t=t if direction == "forward" else t.flip(0), path=path)
 
     def metrics(self, nets, x0, result, target) -> dict[str, float]:
-        """The IPF iteration the evaluation belongs to."""
-        return {} if self._ipf_iter is None else {"ipf_iter": float(self._ipf_iter)}
+        """The IPF iteration the evaluation belongs to (its generated points are kept for
+        the first-vs-last figure: IPF 1 is the score-based model, seed 003)."""
+        if self._ipf_iter is None:
+            return {}
+        if self._ipf_iter == 1:
+            self._first_samples = result.x[:2000].detach().cpu()
+        return {"ipf_iter": float(self._ipf_iter)}
+
+    def figures(self, nets, evaluation) -> dict:
+        """2D: data next to the points generated after IPF iteration 1 and after the last
+        (seed 003, "after 1 and 20 DSB steps"), when this process saw IPF 1 (not after a
+        resume past it)."""
+        first = getattr(self, "_first_samples", None)
+        if first is None or first.shape[1:] != (2,) or self._ipf_iter in (None, 1):
+            return {}
+        from sbrun.plots.scatter import side_by_side
+
+        n = self._ipf_iter
+        panels = {"data (held-out target)": evaluation.target, "after IPF iteration 1 (= SGM)": first,
+                  f"after IPF iteration {n}": evaluation.result.x}
+        title = (f"DSB on {self.problem.name}, T = {self.T:g}, N = {self.num_steps}: "
+                 f"generated at t = 1 after 1 and {n} IPF iterations")
+        return {"ipf_first_last": side_by_side(panels, title)}

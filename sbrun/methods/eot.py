@@ -19,6 +19,7 @@ reference ``dX = sigma dW``. Three ways to move a (possibly new) source point ``
 from __future__ import annotations
 
 import inspect
+import math
 
 import torch
 from torch import Tensor, nn
@@ -30,6 +31,8 @@ from sbrun.solvers.base import SolveResult
 
 MAPS = ("plan", "barycentric", "neural")
 SOLVERS = ("sinkhorn_log", "sinkhorn", "emd")
+# the slide's regulariser s in terms of the runner's eps = sigma^2 (seed 001, Figs. 5 / 9)
+SLIDE_UNITS = {"none": None, "kl": ("Fig. 5", 1.0), "entropic": ("Fig. 9", 2.0)}
 
 
 class EOT(Method):
@@ -41,19 +44,37 @@ class EOT(Method):
         map: ``plan`` | ``barycentric`` | ``neural`` (see the module docstring).
         max_iter, tol: Sinkhorn limits (marginal error); a warning if not converged.
         plan_seed: seed of the draws the plan is solved on.
+        slide_units: also title the plans in a slide's units (seed 001): ``kl`` (Fig. 5,
+            ``KL(P01|R01) = (1/s)[int |x-y|^2/2 dP - s H(P)]``: ``s = eps = sigma^2``),
+            ``entropic`` (Fig. 9, ``int |x-y|^2 dP - s H(P)``: ``s = 2 sigma^2``) or
+            ``none``. Titles only; the plan is the same.
+        convergence_sigmas: sigmas of a Sinkhorn convergence figure
+            (``figures/sinkhorn_convergence.png``: marginal error per IPF iteration, log
+            scale, seed 003) and of the metrics ``sinkhorn_rate_<k>`` (the geometric
+            factor per iteration); empty: no figure.
+        convergence_points: points per side of that figure's plans.
     """
 
     name = "eot"
     stochastic = True
 
     def __init__(self, solver: str = "sinkhorn_log", n_plan: int = 1000, map: str = "plan",
-                 max_iter: int = 5000, tol: float = 1e-6, plan_seed: int = 0):
+                 max_iter: int = 5000, tol: float = 1e-6, plan_seed: int = 0,
+                 slide_units: str = "none", convergence_sigmas=(), convergence_points: int = 200):
         if solver not in SOLVERS:
             raise ConfigError(f"unknown method.solver '{solver}'; valid: {', '.join(SOLVERS)}")
         if map not in MAPS:
             raise ConfigError(f"unknown method.map '{map}'; valid: {', '.join(MAPS)}")
         if n_plan < 2:
             raise ConfigError(f"method.n_plan must be >= 2, got {n_plan}")
+        if slide_units not in SLIDE_UNITS:
+            raise ConfigError(f"unknown method.slide_units '{slide_units}'; valid: {', '.join(SLIDE_UNITS)}")
+        self.convergence_sigmas = [float(s) for s in convergence_sigmas]
+        if any(s <= 0 for s in self.convergence_sigmas):
+            raise ConfigError(f"method.convergence_sigmas must be > 0, got {self.convergence_sigmas}")
+        if convergence_points < 2:
+            raise ConfigError(f"method.convergence_points must be >= 2, got {convergence_points}")
+        self.slide_units, self.convergence_points = slide_units, int(convergence_points)
         self.solver, self.n_plan, self.map = solver, n_plan, map
         self.networks = ("net",) if map == "neural" else ()  # plan/barycentric: training-free
         self.max_iter, self.tol, self.plan_seed = max_iter, tol, plan_seed
@@ -196,8 +217,7 @@ class EOT(Method):
 
         self.solve()
         plan, x0, x1 = self.coupling.plan, self.x0s, self.x1s
-        sig = "" if self.solver == "emd" else f", σ={self.sigma:g}"
-        tag = f"eot ({self.solver}){sig}, n={x0.shape[0]}"
+        tag = f"eot ({self.solver}){self._sigma_label()}, n={x0.shape[0]}"
         figs = {}
         if x0.shape[1:] == (1,):
             figs["plan"] = plan_1d(x0[:, 0], x1[:, 0], plan, title=tag)
@@ -206,12 +226,65 @@ class EOT(Method):
             sub = plan[:k, :k]
             o0 = torch.atan2(x0[:k, 1], x0[:k, 0]).argsort()
             o1 = torch.atan2(x1[:k, 1], x1[:k, 0]).argsort()
-            figs["plan"] = plan_matrix(sub, o0, o1, title=f"{tag} (first {k}, by angle)")
+            figs["plan"] = plan_matrix(sub, o0, o1, title=f"{tag}\n(first {k}, by angle)")
             figs["couplings"] = coupling_lines(x0[:k], x1[:k], sub, title=tag)
+        if self.convergence_sigmas:
+            figs["sinkhorn_convergence"] = self.convergence_figure()[0]
         marginals = self.problem.extra.get("marginals") or []
         if len(marginals) >= 3 and marginals[0].shape == (2,):
             figs["barycenters"] = self.barycenter_figure(marginals[:3])
         return figs
+
+    def _sigma_label(self) -> str:
+        """``, σ=.. (ε=σ²=..)``, with the slide's value first when ``slide_units`` is set;
+        nothing for ``emd`` (no regulariser)."""
+        if self.solver == "emd":
+            return ""
+        label = f"σ={self.sigma:.3g} (ε=σ²={self.eps:.3g})"
+        units = SLIDE_UNITS[self.slide_units]
+        if units is not None:
+            fig, factor = units
+            label = f"slide {fig}: σ={factor * self.eps:.3g}\n≙ runner {label}"
+        return ", " + label
+
+    def metrics(self, nets, x0, result, target) -> dict[str, float]:
+        """The static plan: ``plan_spread`` = ``(H(P) - log n) / log n`` (0: a permutation,
+        the sigma -> 0 plan; 1: the independent coupling), ``ot_cost`` = ``<P, |x-y|^2/2>``;
+        ``sinkhorn_rate_<k>`` for ``convergence_sigmas``."""
+        self.solve()
+        p = self.coupling.plan.double()
+        n = p.shape[0]
+        entropy = float(-(p[p > 0] * p[p > 0].log()).sum())
+        out = {"plan_spread": (entropy - math.log(n)) / math.log(n), "ot_cost": float(self.coupling.cost)}
+        if self.convergence_sigmas:
+            out.update(self.convergence_figure(draw=False)[1])
+        return out
+
+    def convergence_figure(self, draw: bool = True):
+        """Sinkhorn's marginal error per IPF iteration for each of ``convergence_sigmas``
+        (seed 003: geometric convergence); ``(figure or None, {sinkhorn_rate_<k>: rho})``."""
+        from sbrun.couplings.convergence import geometric_rate, sinkhorn_trace
+
+        if getattr(self, "_traces", None) is None:
+            from sbrun.data.distributions import StandardGaussian
+
+            g = torch.Generator().manual_seed(self.plan_seed + 1)
+            k = self.convergence_points
+            src = self.problem.source or StandardGaussian(self.problem.shape)
+            a = self._draw(src, k, g).double()[:k]
+            b = self._draw(self.problem.target, k, g).double()[:k]
+            self._traces = [sinkhorn_trace(a.flatten(1), b.flatten(1), s, iters=self.max_iter)[0]
+                            for s in self.convergence_sigmas]
+        rates = {f"sinkhorn_rate_{i}": geometric_rate(e) for i, e in enumerate(self._traces)}
+        if not draw:
+            return None, rates
+        from sbrun.plots.ot import convergence_curves
+
+        labels = [f"σ={s:g}, ε=σ²={s * s:.3g}: ρ={rates[f'sinkhorn_rate_{i}']:.3f}"
+                  for i, s in enumerate(self.convergence_sigmas)]
+        title = (f"Sinkhorn / IPF on {self.problem.name}, {self.convergence_points} points per side:\n"
+                 "geometric convergence, err_n ≈ C ρ^n")
+        return convergence_curves(self._traces, labels, title), rates
 
     def barycenter_figure(self, marginals, n: int = 4, points: int = 300):
         """Free-support W2 barycenters of three 2D shapes over a simplex grid (seed 000's

@@ -95,7 +95,12 @@ def make_figures(ev: Evaluation, history: list[dict], title: str) -> dict:
                                              times=(0.0, 0.25, 0.4, 0.6, 0.75, 1.0),
                                              source=ev.x0, target=ev.target, title=title)
     if len(history) > 1:
-        figs["metrics"] = metric_curves(history, title=title)
+        ipf = any("ipf_iter" in h for h in history)  # DSB logs one evaluation per IPF iteration
+        keys = ("w2", "kl", *sorted({k for h in history for k in h
+                                     if k.startswith("fid_") and not k.endswith(("_accuracy", "_seconds"))
+                                     and isinstance(h[k], float)}))
+        figs["metrics"] = metric_curves(history, keys=keys, title=title,
+                                        xlabel="IPF iteration" if ipf else "training step")
     from sbrun.plots.conditional import conditional_figures
 
     figs.update(conditional_figures(ev, title))

@@ -101,3 +101,17 @@ def barycenter_triangle(clouds: dict, n: int, title: str = "") -> Figure:
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def convergence_curves(errors: list[list[float]], labels: list[str], title: str = "") -> Figure:
+    """Marginal error against the Sinkhorn (IPF) iteration, log scale, one curve per run."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for err, label in zip(errors, labels):
+        ax.semilogy(np.arange(1, len(err) + 1), np.maximum(err, 1e-16), label=label)
+    ax.set_xlabel("Sinkhorn / IPF iteration")
+    ax.set_ylabel("marginal error |P1 − a|₁ + |Pᵀ1 − b|₁")
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -33,6 +33,21 @@ def samples_2d(source, target, generated, title: str = "") -> Figure:
     return fig
 
 
+def side_by_side(panels: dict, title: str = "") -> Figure:
+    """One scatter panel per ``{label: (n, 2) points}``, shared axes; the first in the
+    target colour (the reference), the others as generated."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4), sharex=True,
+                             sharey=True, squeeze=False)
+    for i, (ax, (label, pts)) in enumerate(zip(axes[0], panels.items())):
+        pts = _np(pts)
+        ax.scatter(pts[:, 0], pts[:, 1], s=2, c=TARGET if i == 0 else GENERATED, alpha=0.6)
+        ax.set_title(label)
+        ax.set_aspect("equal", adjustable="box")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def trajectories_2d(path, source, target, title: str = "", times=None) -> Figure:
     """Trajectories ``path: (n_paths, n_times, 2)`` over the source and target clouds."""
     path, source, target = _np(path), _np(source), _np(target)
@@ -51,20 +66,32 @@ def trajectories_2d(path, source, target, title: str = "", times=None) -> Figure
     return fig
 
 
-def metric_curves(history: list[dict], keys=("w2", "kl"), title: str = "") -> Figure:
-    """Metric values against the step they were logged at (with the W2 floor dashed)."""
+def metric_curves(history: list[dict], keys=("w2", "kl"), title: str = "", xlabel: str = "step",
+                  baselines: dict | None = None) -> Figure:
+    """Metric values against the step they were logged at (with the W2 floor dashed).
+
+    ``xlabel``: what the step counts (e.g. ``IPF iteration`` for DSB); ``baselines``:
+    ``{metric: (value, label)}`` drawn as dotted horizontal lines (e.g. a score-based
+    model's FID next to DSB's).
+    """
     keys = [k for k in keys if any(k in h for h in history)]
     fig, axes = plt.subplots(1, max(1, len(keys)), figsize=(4.5 * max(1, len(keys)), 3.5),
                              squeeze=False)
     for ax, k in zip(axes[0], keys):
         pts = [(h["step"], h[k]) for h in history if k in h]
-        ax.plot(*zip(*pts), marker="o")
+        ax.plot(*zip(*pts), marker="o", label=k)
         floor = [h.get(f"{k}_floor") for h in history if h.get(f"{k}_floor") is not None]
         if floor:
             ax.axhline(floor[-1], ls="--", c="gray", label="sampling floor")
+        if baselines and k in baselines:
+            value, label = baselines[k]
+            ax.axhline(value, ls=":", c="k", label=label)
+        if floor or (baselines and k in baselines):
             ax.legend()
-        ax.set_xlabel("step")
+        ax.set_xlabel(xlabel)
         ax.set_ylabel(k)
+        if xlabel == "IPF iteration":
+            ax.xaxis.get_major_locator().set_params(integer=True)
     fig.suptitle(title)
     fig.tight_layout()
     return fig

@@ -163,6 +163,23 @@ def test_one_ipf_iteration_end_to_end(cli):
     assert state["phase_idx"] == 2
 
 
+def test_figures_show_ipf_1_next_to_the_last_with_ipf_axes(cli):
+    proc, rd = cli(*SMOKE, "method.ipf_iters=2", "trainer.checkpoint_every=0")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert [r["ipf_iter"] for r in _rows(rd)] == [1.0, 2.0]
+    assert (rd / "figures" / "ipf_first_last.png").exists() and (rd / "figures" / "metrics.png").exists()
+    from sbrun.pipeline.evaluator import Evaluation
+    from sbrun.pipeline.run import make_figures
+
+    x = torch.randn(10, 2)
+    from sbrun.solvers.base import SolveResult
+
+    ev = Evaluation({}, x, SolveResult(x=x, nfe=1, t=torch.linspace(0, 1, 2), path=None), x)
+    fig = make_figures(ev, [{"step": 1, "w2": 1.0, "ipf_iter": 1.0}, {"step": 2, "w2": 0.5, "ipf_iter": 2.0}],
+                       "t")["metrics"]
+    assert fig.axes[0].get_xlabel() == "IPF iteration"
+
+
 def test_checkpoint_and_resume_inside_an_ipf_iteration(cli, tmp_path):
     args = [*SMOKE, "method.ipf_iters=2", "method.cache_refresh=7", "eval.figures=false",
             "trainer.checkpoint_every=0"]

@@ -82,3 +82,42 @@ def test_bad_options():
 
     with pytest.raises(ConfigError, match="Brownian"):
         EOT().bind(_toy("moons"), VP())
+
+
+def test_plan_spread_runs_from_permutation_to_independent_and_slide_units():
+    prob = toy("moons", "gaussian")
+    spread = {}
+    for solver, sigma in (("emd", 0.1), ("sinkhorn_log", 0.05), ("sinkhorn_log", 30.0)):
+        m = make(prob, sigma, n_plan=60, solver=solver)
+        spread[(solver, sigma)] = m.metrics(None, None, None, None)["plan_spread"]
+    assert abs(spread[("emd", 0.1)]) < 1e-9                       # a permutation: H = log n
+    assert 0.98 < spread[("sinkhorn_log", 30.0)] <= 1.0 + 1e-9     # nearly the product a b^T
+    assert 0.0 < spread[("sinkhorn_log", 0.05)] < spread[("sinkhorn_log", 30.0)]
+    m = make(prob, 0.5, slide_units="entropic")  # Fig. 9: s = 2 sigma^2 on |x-y|^2
+    assert m._sigma_label() == ", slide Fig. 9: σ=0.5\n≙ runner σ=0.5 (ε=σ²=0.25)"
+    assert make(prob, 0.5, slide_units="kl")._sigma_label().startswith(", slide Fig. 5: σ=0.25\n")
+    assert make(prob, 0.5, solver="emd")._sigma_label() == ""
+    with pytest.raises(ConfigError, match="slide_units"):
+        EOT(slide_units="fig9")
+    with pytest.raises(ConfigError, match="convergence_sigmas"):
+        EOT(convergence_sigmas=[0.5, 0.0])
+
+
+def test_sinkhorn_trace_reaches_pots_plan_geometrically():
+    import ot
+
+    from sbrun.couplings.convergence import geometric_rate, sinkhorn_trace
+
+    g = torch.Generator().manual_seed(0)
+    x0, x1 = torch.randn(40, 2, generator=g).double(), torch.randn(30, 2, generator=g).double() + 1
+    rates = []
+    for sigma in (1.0, 0.5):
+        errors, plan = sinkhorn_trace(x0, x1, sigma, iters=2000)
+        assert errors[-1] < 1e-13 and errors[0] > 1e-3
+        M = torch.cdist(x0, x1) ** 2  # POT: reg = 2 sigma^2 on squared distances
+        ref = ot.sinkhorn(torch.full((40,), 1 / 40).double(), torch.full((30,), 1 / 30).double(), M,
+                          2 * sigma**2, stopThr=1e-14, numItermax=20000, method="sinkhorn_log")
+        torch.testing.assert_close(plan, ref, atol=1e-10, rtol=1e-6)
+        rates.append(geometric_rate(errors))
+    assert 0 < rates[0] < rates[1] < 1  # smaller eps: slower geometric convergence
+    assert geometric_rate([1.0, 0.5, 0.25, 0.125, 0.0625]) == pytest.approx(0.5)

@@ -24,6 +24,8 @@ SMOKE_EXTRA = {
     "guidance_mnist_cpu": TINY_IMAGES,
     "dsb_mnist": [*TINY_IMAGES, "method.ipf_iters=1", "trainer.steps=5", "trainer.batch_size=16",
                   "method.cache_size=32", "method.cache_refresh=5", "device=cpu"],
+    "dsb_emnist2mnist": [*TINY_IMAGES, "method.ipf_iters=1", "trainer.steps=5", "trainer.batch_size=16",
+                         "method.cache_size=32", "method.cache_refresh=5", "device=cpu", "method.num_steps=5"],
     "dsb_fashion2mnist": [*TINY_IMAGES, "method.ipf_iters=1", "trainer.steps=5",
                           "trainer.batch_size=16", "method.cache_size=32", "method.cache_refresh=5",
                           "device=cpu", "method.num_steps=5"],
@@ -39,9 +41,10 @@ def _gallery():
 
 @pytest.mark.parametrize("preset", PRESETS, ids=[p.stem for p in PRESETS])
 def test_preset_header_and_smoke_run(preset, tmp_path):
-    meta = _gallery().parse_header(preset)
+    meta = _gallery().parse_header(preset)  # raises on an '# Expected:' check that does not parse
     for key in ("figure", "command", "expected"):
         assert meta.get(key), f"{preset.name}: header needs '# {key.title()}: ...'"
+    assert any("quick" in c.sizes for c in meta["checks"]), f"{preset.name}: no check at the quick size"
     # presets are applied after debug=smoke, so the smoke sizes are repeated as overrides
     args = [f"+experiment={preset.stem}", "debug=smoke", "trainer.steps=20", "solver.steps=5",
             "eval.n_samples=200", "eval.w2_points=200", "trainer.batch_size=64"]
@@ -53,7 +56,7 @@ def test_preset_header_and_smoke_run(preset, tmp_path):
 
         args.append(f"eval.classifier_path={write_fake_classifier(tmp_path / 'clf.pt')}")
     env = {**os.environ, "WANDB_MODE": "disabled"}
-    if "fashion" in preset.read_text():  # Fashion-MNIST is not on every machine: tiny fake files
+    if "fashion" in preset.read_text() or "emnist" in preset.read_text():  # not on every machine: fake files
         from image_files import write_fake_image_root
 
         args.append(f"data.root={write_fake_image_root(tmp_path / 'data')}")
@@ -69,10 +72,29 @@ def test_preset_header_and_smoke_run(preset, tmp_path):
     assert (tmp_path / "run" / "metrics.json").exists()
 
 
-def test_gallery_script_writes_index(tmp_path):
+def test_gallery_script_checks_and_writes_index(tmp_path):
     gallery = _gallery()
-    rc = gallery.main(["--out", str(tmp_path), "--only", "fm_swissroll2scurve", "--timeout", "600"])
+    rc = gallery.main(["--check", "--out", str(tmp_path), "--only", "eot_kantorovich_1d",
+                       "--threads", "1", "--publish", str(tmp_path / "published")])
     assert rc == 0
     index = (tmp_path / "index.md").read_text()
-    assert "fm_swissroll2scurve" in index and "status: ok" in index
-    assert any(tmp_path.glob("fm_swissroll2scurve__*.png"))
+    assert "eot_kantorovich_1d" in index and "**PASS**" in index and "pass: `max(plan_spread)" in index
+    assert (tmp_path / "eot_kantorovich_1d__panel_plan.png").exists()
+    assert (tmp_path / "published" / "eot_kantorovich_1d__panel_plan.png").exists()
+    # the same run reused against a stricter expectation: a miss fails, nothing is published
+    meta = gallery.parse_header(gallery.EXPERIMENTS / "eot_kantorovich_1d.yaml")
+    meta["checks"], _ = gallery.parse_expected(["w2_ratio[method.n_plan=600] <= 1.0"])
+    entry = gallery.run_preset(meta, tmp_path, full=False, timeout=600, threads=1, reuse=True)
+    assert entry["reused"] and gallery.status(entry) == "FAIL"
+    assert gallery.publish([entry], tmp_path, tmp_path / "none") == []
+
+
+# Presets whose quick checks take under a minute each on one thread (training-free OT)
+CHEAP = ["eot_barycenters", "eot_bridges_sigma", "eot_gaussian_interpolation", "eot_plans_kl",
+         "eot_plans_sigma", "eot_sinkhorn_convergence"]
+
+
+@pytest.mark.slow
+def test_quick_checks_of_the_cheap_presets_hold(tmp_path):
+    rc = _gallery().main(["--check", "--out", str(tmp_path), "--only", ",".join(CHEAP), "--threads", "1"])
+    assert rc == 0, (tmp_path / "index.md").read_text()
