@@ -185,6 +185,7 @@ class FlowMatching(Method):
         self.energy_steps = int(energy_steps)
         self.energy_points = int(energy_points)
         self.pairs: tuple[Tensor, Tensor] | None = None  # reflow pair set of the current round
+        self._resumed_pairs: tuple[Tensor, Tensor] | None = None  # from a checkpoint
         self._ot_cache: dict = {}
         if not self.bridge:
             self.interpolant = make_interpolant(path, "constant", self.blur**2)
@@ -227,10 +228,13 @@ class FlowMatching(Method):
 
     def begin_phase(self, phase: Phase, nets: nn.ModuleDict, ctx: dict) -> None:
         """Before a reflow round: ``reflow_pairs`` source draws and their images under the
-        current EMA field (a run resumed inside a round regenerates them from the EMA
-        field it resumes with)."""
+        current EMA field (a run resumed inside a round takes them from its checkpoint)."""
+        resumed_pairs, self._resumed_pairs = self._resumed_pairs, None
         self.pairs = None
         if phase.index == 0:
+            return
+        if ctx.get("phase_step", 0) > 0 and resumed_pairs is not None:
+            self.pairs = tuple(p.to(ctx["device"]) for p in resumed_pairs)
             return
         from sbrun.solvers import get_solver, time_grid
 
@@ -239,6 +243,15 @@ class FlowMatching(Method):
         x1 = torch.cat([get_solver("euler")(self.drift(nets, sde=False), chunk, grid).x
                         for chunk in x0.split(4096)])
         self.pairs = (x0, x1.detach())
+
+    # -- checkpoint: a reflow round's pair set, so a run resumed inside it trains on the same
+    def state_dict(self) -> dict:
+        """The current reflow round's pairs (tensors only; empty outside a reflow round)."""
+        return {} if self.pairs is None else {"pairs": [p.cpu() for p in self.pairs]}
+
+    def load_state_dict(self, state: dict) -> None:
+        pairs = state.get("pairs")
+        self._resumed_pairs = None if pairs is None else (pairs[0], pairs[1])
 
     def pair_fn(self, phase: Phase):
         """The minibatch-OT coupling of the training phase (prefetched by the trainer)."""
