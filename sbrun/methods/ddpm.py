@@ -128,7 +128,7 @@ class DDPM(ScoreSDE):
             if self.loss_type == "elbo":
                 err = err * self._col(self.elbo_weight, i, x0).flatten()
         loss = err.mean()
-        return LossOutput(loss, {"loss": loss.item()})
+        return LossOutput(loss, {"loss": loss.detach()})
 
     # -- ancestral sampling ---------------------------------------------------------------
     def kernel(self, nets: nn.ModuleDict, via: str = "mu"):

@@ -206,7 +206,7 @@ class DSB(Method):
         self._calls += 1
         x_k, x_k1, k, mean_other = self.cache.sample(batch.x1.shape[0], batch.generator)
         loss = self.mean_matching(nets[NET[self._train_dir]], x_k, x_k1, k, mean_other).mean()
-        return LossOutput(loss, {"loss": loss.item()})
+        return LossOutput(loss, {"loss": loss.detach()})
 
     # -- sampling ----------------------------------------------------------------------
     def drift(self, nets: nn.ModuleDict, direction: str = "forward"):

@@ -172,7 +172,7 @@ class EOT(Method):
         xt = self.sde.bridge(t, x0, x1).sample(batch.generator)
         pred = nets["net"](xt, t)  # endpoint parameterisation: E[x1 | x_t]
         loss = (pred - x1).pow(2).reshape(x1.shape[0], -1).sum(1).mean()
-        return LossOutput(loss, {"loss": loss.item()})
+        return LossOutput(loss, {"loss": loss.detach()})
 
     def drift(self, nets, direction: str = "forward"):
         net = nets["net"]

@@ -287,7 +287,7 @@ class FlowMatching(Method):
             u = self.interpolant.velocity(t, x0, x1, z)
             v = nets["net"](xt, t)
             loss = (v - u).pow(2).reshape(v.shape[0], -1).sum(1).mean()
-            return LossOutput(loss, {"loss": loss.item()})
+            return LossOutput(loss, {"loss": loss.detach()})
         # [SF]2M (Tong et al. 2024): antithetic bridge draws x_t = mu_t +- lambda_t z,
         # u_t = x1 - x0 +- lambda_t' z, and the lambda_t^2-weighted score regression
         # |lambda_t s(x_t) + z|^2 (the conditional score is -z / lambda_t)
@@ -302,8 +302,8 @@ class FlowMatching(Method):
         loss_v = (v - d_mean - d_lam * z).pow(2).reshape(v.shape[0], -1).sum(1).mean()
         loss_s = (lam * s + z).pow(2).reshape(s.shape[0], -1).sum(1).mean()
         loss = loss_v + loss_s
-        return LossOutput(loss, {"loss": loss.item(), "loss_v": loss_v.item(),
-                                 "loss_s": loss_s.item()})
+        return LossOutput(loss, {"loss": loss.detach(), "loss_v": loss_v.detach(),
+                                 "loss_s": loss_s.detach()})
 
     def drift(self, nets: nn.ModuleDict, direction: str = "forward", sde: bool | None = None):
         """``v`` (the probability-flow ODE) or ``v + sigma^2/2 s`` (the bridge SDE)."""

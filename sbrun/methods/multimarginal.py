@@ -161,7 +161,7 @@ class Multimarginal(Method):
         alpha = alpha.to(dev, xs.dtype)
         g = self.g(nets, alpha, barycentric(alpha, xs))
         loss = (g - xs).pow(2).reshape(n, -1).sum(1).mean()
-        return LossOutput(loss, {"loss": loss.item()})
+        return LossOutput(loss, {"loss": loss.detach()})
 
     # -- transport -------------------------------------------------------------------------
     def velocity(self, nets: nn.ModuleDict, path: nn.Module):

@@ -121,7 +121,7 @@ class ScoreSDE(Method):
         x0 = batch.x1.repeat_interleave(self.noise_draws, 0)  # data: the target at t = 1
         s = self.sde.s_min + (1 - self.sde.s_min) * stratified(batch, x0.shape[0])
         loss = self.dsm_loss(nets, x0, s, batch.randn_like(x0)).mean()
-        return LossOutput(loss, {"loss": loss.item()})
+        return LossOutput(loss, {"loss": loss.detach()})
 
     # -- generation in sbrun time t -----------------------------------------------------
     def _prob_flow(self, probability_flow: bool | None) -> bool:

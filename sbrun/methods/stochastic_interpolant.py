@@ -226,7 +226,7 @@ class StochasticInterpolant(Method):
         if not self.interpolant.stochastic:
             b = nets["b"](mean, t)
             loss = (0.5 * b.pow(2).reshape(b.shape[0], -1).sum(1) - _dot(d_mean, b)).mean()
-            return LossOutput(loss, {"loss": loss.item(), "loss_b": loss.item()})
+            return LossOutput(loss, {"loss": loss.detach(), "loss_b": loss.detach()})
         z = batch.randn_like(x0)
         # gamma' = gamma gamma' / gamma, floored: finite for times drawn at the very ends
         d_gamma = c.gamma_d_gamma_t / c.gamma_t.clamp_min(1e-6)
@@ -245,8 +245,8 @@ class StochasticInterpolant(Method):
             lin = -_dot(z, second)
         loss_2 = (0.5 * second.pow(2).reshape(second.shape[0], -1).sum(1) + lin).mean()
         loss = loss_b + loss_2
-        return LossOutput(loss, {"loss": loss.item(), "loss_b": loss_b.item(),
-                                 f"loss_{self.second}": loss_2.item()})
+        return LossOutput(loss, {"loss": loss.detach(), "loss_b": loss_b.detach(),
+                                 f"loss_{self.second}": loss_2.detach()})
 
     # -- sampling -------------------------------------------------------------------------
     def uses_sde(self, solver: Solver | None = None) -> bool:
