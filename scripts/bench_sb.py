@@ -199,6 +199,14 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def emit(row: dict, jsonl: str | None) -> None:
+    """Print a finished row at once and append it to ``jsonl`` (a long grid loses nothing)."""
+    print(json.dumps(row), flush=True)
+    if jsonl:
+        with open(jsonl, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--methods", nargs="*", default=None, help="default: every bridge method")
@@ -219,10 +227,7 @@ def main(argv=None) -> int:
     if a.score_run:
         rows = [score_run(r, a.points, a.repeats, a.seed) for r in a.score_run]
         for row in rows:
-            print(json.dumps(row), flush=True)
-            if a.jsonl:
-                with open(a.jsonl, "a") as f:
-                    f.write(json.dumps(row) + "\n")
+            emit(row, a.jsonl)
         print("\n" + table(rows))
         return 0
     methods = bridge_methods()
@@ -241,10 +246,7 @@ def main(argv=None) -> int:
                     row = {"method": m, "d": d, "sigma": sigma, "error": f"{type(e).__name__}: {e}",
                            "load": os.getloadavg()[0]}
                 rows.append(row)
-                print(json.dumps(row), flush=True)
-                if a.jsonl:
-                    with open(a.jsonl, "a") as f:
-                        f.write(json.dumps(row) + "\n")
+                emit(row, a.jsonl)
     print("\n" + table(rows))
     return 0
 
