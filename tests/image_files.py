@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 IMAGE_CONFIGS = ["mnist", "fashion_mnist", "emnist", "celeba", "emnist2mnist",
-                 "fashion2mnist", "mnist_classes"]
+                 "fashion2mnist", "mnist_classes", "mnist_inpaint", "mnist_superres"]
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:

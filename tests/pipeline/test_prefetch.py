@@ -31,7 +31,7 @@ def _train(tmp_path, overrides, interrupt_at=0, resume=None):
     return torch.cat([p.detach().flatten() for p in c.nets.parameters()])
 
 
-@pytest.mark.parametrize("coupling", ["exact_ot", "entropic_ot method.coupling_sigma=0.3"])
+@pytest.mark.parametrize("coupling", ["exact_ot", "entropic_ot sde.sigma=0.3"])
 def test_background_plans_and_resumed_runs_train_bit_for_bit_alike(tmp_path, coupling):
     over = [f"method.coupling={coupling.split()[0]}", *coupling.split()[1:]]
     background = _train(tmp_path / "bg", over)

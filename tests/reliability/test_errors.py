@@ -15,7 +15,7 @@ pytest_plugins = ["reliability_helpers"]  # finished_run, run_copy
 @pytest.mark.parametrize("args, expected", [
     (["trainer.stpes=5"], "stpes"),                      # typo
     (["trainer.steps=abc"], "trainer.steps=abc"),        # wrong type
-    (["method=nope"], "valid: ddpm"),                    # unknown option, with the choices
+    (["method=nope"], "valid: control, ddpm"),                    # unknown option, with the choices
     (["data=npz"], "target_path"),                       # a mandatory value left out
     (["trainer.lr=-1e-3"], "trainer.lr must be"),
     (["eval.w2_points=0"], "eval.w2_points must be >= 2"),

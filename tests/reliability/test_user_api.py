@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from reliability_helpers import transport
+
+from sbrun.errors import ConfigError
 
 pytest_plugins = ["reliability_helpers"]  # finished_run, run_copy
 
@@ -30,9 +33,11 @@ def test_load_run_is_the_transport_path(finished_run, tmp_path):
     assert run.metrics == json.loads((rd / "metrics.json").read_text())
     assert run.history[-1]["step"] == run.step == 20
     x = np.random.default_rng(1).normal(size=(7, 2)).astype(np.float32)
-    out = run.transport(x, repeats=2, direction="forward")
-    assert out["x1"].shape == (7, 2, 2) and np.isfinite(out["x1"]).all()
+    out = run.transport(x, direction="forward")
+    assert out["x1"].shape == (7, 2) and np.isfinite(out["x1"]).all()
+    with pytest.raises(ConfigError, match="deterministically"):  # an ODE run: repeats are one point
+        run.transport(x, repeats=2)
     np.savez(tmp_path / "p.npz", x=x)
-    p = transport(rd, tmp_path / "p.npz", tmp_path / "o.npz", "--repeats", "2")
+    p = transport(rd, tmp_path / "p.npz", tmp_path / "o.npz")
     assert p.returncode == 0, p.stderr[-2000:]
     np.testing.assert_array_equal(np.load(tmp_path / "o.npz")["x1"], out["x1"])
