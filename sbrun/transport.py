@@ -48,7 +48,7 @@ class Run:
         self.components = c = build(self.config)
         state = load_checkpoint(ckpt, map_location=c.device)
         load_weights(c.nets, state["ema"], ckpt)
-        if "method" in state and hasattr(c.method, "load_state_dict"):
+        if "method" in state:
             c.method.load_state_dict(state["method"])
         c.nets.eval()
         self.step = int(state.get("step", 0))

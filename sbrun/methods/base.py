@@ -158,6 +158,14 @@ class Method:
         Evaluation``); the run saves and logs them. None by default."""
         return {}
 
+    def state_dict(self) -> dict:
+        """Method state the checkpoint must keep besides the networks (eot's static plan, a
+        reflow round's pairs): tensors, numbers and plain containers only. None by default."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` returned (a resumed run, ``sbrun-transport``)."""
+
     def model_kwargs(self, name: str) -> dict:
         """Extra keyword arguments for building network ``name`` (e.g. ``out_mult``)."""
         return {}

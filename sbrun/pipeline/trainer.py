@@ -147,9 +147,7 @@ class Trainer:
             "scaler": _plain(self.scaler.state_dict()),
             "prefetch": _plain(self.prefetcher.state_dict()) if self.prefetcher is not None else None,
         }
-        method_state = getattr(self.method, "state_dict", None)  # e.g. eot's static plan
-        if callable(method_state):
-            state["method"] = method_state()
+        state["method"] = self.method.state_dict()  # e.g. eot's static plan
         return state
 
     def load_state_dict(self, state: dict, path: str | Path = "checkpoint") -> None:
@@ -161,7 +159,7 @@ class Trainer:
         except (KeyError, ValueError) as e:
             raise ConfigError(f"checkpoint {path}: optimiser state does not fit this run "
                               f"({type(e).__name__}: {e})") from None
-        if "method" in state and hasattr(self.method, "load_state_dict"):
+        if "method" in state:
             self.method.load_state_dict(state["method"])
         self.step, self.phase_idx = state["step"], state["phase_idx"]
         self.phase_step = state["phase_step"]
