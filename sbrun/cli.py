@@ -39,56 +39,78 @@ def _wandb_offline_dirs(run_dir: Path) -> list[Path]:
     return sorted((run_dir / "wandb").glob("offline-run-*"))
 
 
+class _Job:
+    """One job's run directory: its lock, its ``.hydra/`` config and its ``status.json``.
+    Under torchrun only rank 0 owns the directory (``replica`` is any other rank)."""
+
+    def __init__(self, cfg: DictConfig, hc) -> None:
+        from sbrun.pipeline import rundir
+
+        self.rundir, self.cfg, self.hc = rundir, cfg, hc
+        self.run_dir = Path(hc.runtime.output_dir)
+        self.replica = os.environ.get("RANK", "0") != "0"
+        self.fresh = not rundir.has_run(self.run_dir)  # nothing to damage: a failure may be recorded
+        self.config_written = False
+        self.lock = None
+        self.t0 = time.perf_counter()
+
+    def claim(self) -> None:
+        if not self.replica:
+            self.lock = self.rundir.claim(self.run_dir, self.cfg.resume)
+            print(f"sbrun: run directory {self.run_dir}", flush=True)
+
+    def write_config(self) -> None:
+        from hydra.core.hydra_config import HydraConfig
+
+        self.rundir.write_config(self.run_dir, self.cfg, HydraConfig.instance().cfg,
+                                 self.hc.overrides.task)
+        self.config_written = True
+
+    def ours(self) -> bool:
+        """May ``status.json`` be written: our run started, or a fresh directory we hold."""
+        return not self.replica and (self.config_written or (self.fresh and self.lock is not None))
+
+    def status(self, status: str, **fields) -> None:
+        self.rundir.write_status(self.run_dir, status=status,
+                                 wall_seconds=time.perf_counter() - self.t0, **fields)
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.close()
+
+
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
 def _main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf.errors import OmegaConfBaseException
 
     from sbrun.errors import SbrunError, one_line
-    from sbrun.pipeline import rundir
 
     hc = HydraConfig.get()
-    run_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode is not None and hc.mode.name == "MULTIRUN"
     sweep = {"group": Path(hc.sweep.dir).name, "tags": list(hc.overrides.task)} if multirun else {}
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # a launcher's own handler stays
         signal.signal(signal.SIGTERM, _sigterm)
-    replica = os.environ.get("RANK", "0") != "0"  # torchrun: rank 0 owns the run directory
-    fresh = not rundir.has_run(run_dir)  # nothing to damage: a failure may be recorded here
-    written = {"config": False}
-
-    def write_config() -> None:
-        rundir.write_config(run_dir, cfg, HydraConfig.instance().cfg, hc.overrides.task)
-        written["config"] = True
-
-    def ours() -> bool:  # status.json may be written: our run started, or a fresh dir we hold
-        return not replica and (written["config"] or (fresh and lock is not None))
-
-    t0 = time.perf_counter()
-    lock = None
+    job = _Job(cfg, hc)
     try:
-        if not replica:
-            lock = rundir.claim(run_dir, cfg.resume)
-            print(f"sbrun: run directory {run_dir}", flush=True)
+        job.claim()
         from sbrun.pipeline.run import run
 
-        metrics = run(cfg, run_dir, on_ready=write_config, **sweep)
-        if not replica:  # written while the lock is held
-            rundir.write_status(run_dir, status="completed", wall_seconds=time.perf_counter() - t0)
+        metrics = run(cfg, job.run_dir, on_ready=job.write_config, **sweep)
+        if not job.replica:  # written while the lock is held
+            job.status("completed")
     except KeyboardInterrupt as e:
-        if ours():
-            rundir.write_status(run_dir, status="interrupted", error=str(e),
-                                wall_seconds=time.perf_counter() - t0)
-        _fail(f"interrupted ({e}); continue with resume=true hydra.run.dir={run_dir}")
+        if job.ours():
+            job.status("interrupted", error=str(e))
+        _fail(f"interrupted ({e}); continue with resume=true hydra.run.dir={job.run_dir}")
         sys.exit(130)
     except Exception as e:  # noqa: BLE001 - one line for the user, traceback on request
         user_error = isinstance(e, (SbrunError, OSError, OmegaConfBaseException))
         msg = one_line(e) if user_error else f"{type(e).__name__}: {e}"
-        if ours():
-            if not written["config"]:
-                write_config()  # a failed fresh job: its config next to its status
-            rundir.write_status(run_dir, status="failed", error=msg,
-                                wall_seconds=time.perf_counter() - t0)
+        if job.ours():
+            if not job.config_written:
+                job.write_config()  # a failed fresh job: its config next to its status
+            job.status("failed", error=msg)
         if cfg.get("verbose", False) or not (user_error or multirun):
             raise
         _fail(msg)
@@ -96,12 +118,11 @@ def _main(cfg: DictConfig) -> float | None:
             return None
         sys.exit(EXIT_ERROR)
     finally:
-        if lock is not None:
-            lock.close()
-    if replica:
+        job.release()
+    if job.replica:
         return None
-    print(f"sbrun: done; results in {run_dir}", flush=True)
-    for d in _wandb_offline_dirs(run_dir)[-1:]:
+    print(f"sbrun: done; results in {job.run_dir}", flush=True)
+    for d in _wandb_offline_dirs(job.run_dir)[-1:]:
         print(f"sbrun: W&B ran offline; upload with: wandb sync {d}", flush=True)
     return metrics.get("w2")
 

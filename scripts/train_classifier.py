@@ -16,7 +16,7 @@ import time
 import torch
 
 from sbrun.data.images import LOADERS
-from sbrun.metrics.fid import fit_classifier, save_classifier
+from sbrun.metrics.classifier import fit_classifier, save_classifier
 
 
 def main(argv: list[str] | None = None) -> float:

@@ -71,7 +71,7 @@ def write_fake_image_root(root: Path) -> Path:
 
 def write_fake_classifier(path: Path) -> Path:
     """An untrained FID classifier file (the format of scripts/train_classifier.py)."""
-    from sbrun.metrics.fid import ClassifierFeatures, save_classifier
+    from sbrun.metrics.classifier import ClassifierFeatures, save_classifier
 
     save_classifier(ClassifierFeatures(width=4, feat_dim=8), path, test_accuracy=0.1, dataset="mnist")
     return path

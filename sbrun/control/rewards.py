@@ -74,7 +74,7 @@ def make_reward(name: str, shape: tuple[int, ...], center=None, reward_class: in
         if not Path(classifier_path).is_file():
             raise DataError(f"classifier {classifier_path} not found "
                             "(scripts/train_classifier.py writes one)")
-        from sbrun.metrics.fid import load_classifier
+        from sbrun.metrics.classifier import load_classifier
 
         clf = load_classifier(classifier_path)  # torch.load(weights_only=True)
         n = clf.config["n_classes"]

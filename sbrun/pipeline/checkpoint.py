@@ -22,6 +22,15 @@ from sbrun.errors import ConfigError
 LAST, PREV = "last.pt", "prev.pt"
 
 
+def plain(v):
+    """Numbers from numpy/torch as Python floats/ints (checkpoints hold plain data only)."""
+    if isinstance(v, dict):
+        return {k: plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [plain(x) for x in v]
+    return v.item() if hasattr(v, "item") and getattr(v, "ndim", 0) == 0 else v
+
+
 def save_checkpoint(state: dict, path: str | Path, keep_previous: bool = False) -> Path:
     """Save ``state`` to ``path`` atomically (a crash never leaves a half-written file).
 

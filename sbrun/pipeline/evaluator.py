@@ -152,7 +152,8 @@ class Evaluator:
     def _check_options(self) -> None:
         """A bad ``eval.method_metrics``, ``eval.fid`` or ``eval.final_fid``, or a missing FID
         extractor file, fails now, not after training."""
-        from sbrun.metrics.fid import FID_KINDS, cached_classifier, load_extractor
+        from sbrun.metrics.classifier import cached_classifier
+        from sbrun.metrics.fid import FID_KINDS, load_extractor
 
         if self.cfg.method_metrics not in ("every", "final", "none"):
             raise ConfigError(f"eval.method_metrics={self.cfg.method_metrics}; valid: every, final, none")

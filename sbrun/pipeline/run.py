@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -149,6 +150,72 @@ def preflight(c: Components, nets, grid) -> None:
                                generator=torch.Generator().manual_seed(0), keep=None)
 
 
+class EvalHook:
+    """The trainer's ``evaluate`` callback: evaluate, log, and (``eval.figures_each_eval``)
+    write the figures of each evaluation. ``trainer`` and ``logger`` are set by :func:`run`
+    (the logger only once every option has been checked)."""
+
+    def __init__(self, cfg: DictConfig, evaluator: Evaluator, title: str, run_dir: Path):
+        self.cfg, self.evaluator, self.title, self.run_dir = cfg, evaluator, title, run_dir
+        self.trainer: Trainer | None = None
+        self.logger: MultiLogger | None = None
+
+    def __call__(self, nets, step: int, phase: Phase) -> dict:
+        t = self.trainer
+        last = len(t.phases) - 1  # the end of the last phase, or a finished run
+        final = t.phase_idx > last or (t.phase_idx == last and t.phase_step >= phase.steps)
+        metrics = self.evaluator(nets, step, phase, final=final)
+        self.logger.log_metrics({"phase": phase.name, **metrics}, step)
+        if self.cfg.eval.figures and self.cfg.eval.figures_each_eval:
+            figs = make_figures(self.evaluator.last, [], f"{self.title} — {phase.name}")
+            save_figures({f"eval_{step:06d}_{k}": f for k, f in figs.items()},
+                         self.run_dir / "figures", self.logger, step)
+        return metrics
+
+    def final(self, finished_before: bool) -> Evaluation:
+        """The last evaluation; made here for a training-free method or a finished run
+        resumed (whose final row is in ``metrics.jsonl`` already: not logged twice)."""
+        t = self.trainer
+        if self.evaluator.last is None:
+            last_phase = t.phases[-1] if t.phases else Phase("final", 0)
+            if finished_before:
+                self.evaluator(t.ema, t.step, last_phase, final=True)
+            else:
+                self(t.ema, t.step, last_phase)
+        extra = self.evaluator.final_fid()  # e.g. Inception FID once, at the end
+        if extra:
+            self.logger.log_metrics(extra, t.step)
+        return self.evaluator.last
+
+
+def train_replica(cfg: DictConfig, c: Components, run_dir: Path, dist, state, ckpt) -> dict:
+    """A DDP replica (rank > 0): trains only; rank 0 evaluates, logs and writes files."""
+    try:
+        trainer = Trainer(cfg.trainer, c.method, c.nets, c.data, run_dir, c.device, cfg.seed,
+                          dist=dist)
+        if state is not None:
+            trainer.load_state_dict(state, ckpt)
+        trainer.fit()
+    finally:
+        cleanup(dist)
+    return {}
+
+
+def write_outputs(cfg: DictConfig, c: Components, trainer: Trainer, ev: Evaluation,
+                  history: list[dict], final: dict, logger: MultiLogger, run_dir: Path) -> None:
+    """``samples.npz``, the summary and ``figures/`` (a method's own figures included)."""
+    save_samples(ev, run_dir / "samples.npz")
+    logger.log_summary(final)
+    if not cfg.eval.figures:
+        return
+    figs = make_figures(ev, history, run_title(cfg, c))
+    try:
+        figs.update(c.method.figures(trainer.ema, ev))
+    except Exception as e:  # noqa: BLE001 - a plot never costs the run
+        log.warning("method figures failed: %s", e)
+    save_figures(figs, run_dir / "figures", logger, trainer.step)
+
+
 def run(cfg: DictConfig, run_dir: str | Path, group: str | None = None,
         tags: tuple[str, ...] = (), on_ready: Callable[[], None] | None = None) -> dict:
     """Execute one run in ``run_dir`` and return its final metrics.
@@ -159,7 +226,6 @@ def run(cfg: DictConfig, run_dir: str | Path, group: str | None = None,
     ``group``/``tags``: W&B grouping of a sweep's jobs (set by the CLI in a multirun).
     """
     t_start = time.perf_counter()
-    run_dir = Path(run_dir)
     if cfg.trainer.threads > 0:
         torch.set_num_threads(cfg.trainer.threads)
     c = build(cfg)
@@ -168,34 +234,14 @@ def run(cfg: DictConfig, run_dir: str | Path, group: str | None = None,
     run_dir = Path(broadcast_object(str(run_dir), dist))
     ckpt = resolve_resume(cfg.resume, run_dir)
     state = load_checkpoint(ckpt, map_location=c.device) if ckpt is not None else None
-    if not dist.is_main:  # replicas train only; rank 0 evaluates, logs and writes files
-        try:
-            trainer = Trainer(cfg.trainer, c.method, c.nets, c.data, run_dir, c.device,
-                              cfg.seed, dist=dist)
-            if state is not None:
-                trainer.load_state_dict(state, ckpt)
-            trainer.fit()
-        finally:
-            cleanup(dist)
-        return {}
+    if not dist.is_main:
+        return train_replica(cfg, c, run_dir, dist, state, ckpt)
     evaluator = Evaluator(cfg.eval, c.method, c.data, c.solver, cfg.solver.steps, c.device, cfg.seed)
-    logger = None
+    hook = EvalHook(cfg, evaluator, run_title(cfg, c), run_dir)
     try:
-        def evaluate(nets, step, phase):
-            last = len(trainer.phases) - 1  # the end of the last phase, or a finished run
-            final = trainer.phase_idx > last or (trainer.phase_idx == last
-                                                 and trainer.phase_step >= phase.steps)
-            metrics = evaluator(nets, step, phase, final=final)
-            logger.log_metrics({"phase": phase.name, **metrics}, step)
-            if cfg.eval.figures and cfg.eval.figures_each_eval:
-                figs = make_figures(evaluator.last, [], f"{run_title(cfg, c)} — {phase.name}")
-                save_figures({f"eval_{step:06d}_{k}": f for k, f in figs.items()},
-                             run_dir / "figures", logger, step)
-            return metrics
-
         progress = make_progress(cfg.trainer.progress)
-        trainer = Trainer(cfg.trainer, c.method, c.nets, c.data, run_dir, c.device, cfg.seed,
-                          evaluate=evaluate, progress=progress, dist=dist)
+        trainer = hook.trainer = Trainer(cfg.trainer, c.method, c.nets, c.data, run_dir, c.device,
+                                         cfg.seed, evaluate=hook, progress=progress, dist=dist)
         if state is not None:
             trainer.load_state_dict(state, ckpt)
             log.info("resumed from %s at step %d", ckpt, trainer.step)
@@ -204,38 +250,18 @@ def run(cfg: DictConfig, run_dir: str | Path, group: str | None = None,
         # -- everything is valid: from here on the run directory is written ----------
         if on_ready is not None:
             on_ready()
-        logger = make_logger(cfg, run_dir, resumed=ckpt is not None, group=group, tags=tuple(tags))
-        if progress is not None:
-            with progress:
-                history = trainer.fit()
-        else:
+        hook.logger = make_logger(cfg, run_dir, resumed=ckpt is not None, group=group, tags=tuple(tags))
+        with progress if progress is not None else contextlib.nullcontext():
             history = trainer.fit()
-        if evaluator.last is None:  # a training-free method, or a finished run resumed
-            last_phase = trainer.phases[-1] if trainer.phases else Phase("final", 0)
-            if finished_before:  # its final row is in metrics.jsonl already: no duplicate
-                evaluator(trainer.ema, trainer.step, last_phase, final=True)
-            else:
-                evaluate(trainer.ema, trainer.step, last_phase)
-        extra = evaluator.final_fid()  # e.g. Inception FID once, at the end
-        if extra:
-            logger.log_metrics(extra, trainer.step)
-        ev = evaluator.last
+        ev = hook.final(finished_before)
         final = dict(ev.metrics)
         final.update(
             wall_seconds=time.perf_counter() - t_start, train_seconds=trainer.train_time,
             steps=trainer.step, n_params=sum(p.numel() for p in c.nets.parameters()),
         )
-        save_samples(ev, run_dir / "samples.npz")
-        logger.log_summary(final)
-        if cfg.eval.figures:
-            figs = make_figures(ev, history, run_title(cfg, c))
-            try:
-                figs.update(c.method.figures(trainer.ema, ev))
-            except Exception as e:  # noqa: BLE001 - a plot never costs the run
-                log.warning("method figures failed: %s", e)
-            save_figures(figs, run_dir / "figures", logger, trainer.step)
+        write_outputs(cfg, c, trainer, ev, history, final, hook.logger, run_dir)
     finally:
-        if logger is not None:
-            logger.finish()
+        if hook.logger is not None:
+            hook.logger.finish()
         cleanup(dist)
     return final

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from sbrun.errors import ConfigError
-from sbrun.solvers.base import Diffusion, Drift, SolveResult
+from sbrun.solvers.base import Drift, SolveResult
 
 ADAPTIVE_SCHEMES = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
 
@@ -34,20 +34,12 @@ def counted(drift: Drift, batch: int) -> tuple:
 
 
 @torch.no_grad()
-def adaptive(
-    drift: Drift,
-    x: Tensor,
-    grid: Tensor,
-    *,
-    diffusion: Diffusion | None = None,
-    generator: torch.Generator | None = None,
-    callback=None,
-    keep: int | None = None,
-    scheme: str = "dopri5",
-    rtol: float = 1e-5,
-    atol: float = 1e-5,
-) -> SolveResult:
-    """Integrate ``dx = drift(t, x) dt`` from ``grid[0]`` to ``grid[-1]`` adaptively."""
+def adaptive(drift: Drift, x: Tensor, grid: Tensor, *, scheme: str = "dopri5", rtol: float = 1e-5,
+             atol: float = 1e-5, callback=None, keep: int | None = None, **_noise) -> SolveResult:
+    """Integrate ``dx = drift(t, x) dt`` from ``grid[0]`` to ``grid[-1]`` adaptively.
+
+    ``_noise`` (``diffusion``, ``generator``) is what every solver is handed: an ODE has none.
+    """
     from torchdiffeq import odeint
 
     check_scheme(scheme)

@@ -7,12 +7,11 @@ adaptive: any of :data:`~sbrun.solvers.adaptive.ADAPTIVE_SCHEMES` (torchdiffeq, 
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from sbrun.errors import ConfigError
 from sbrun.solvers.adaptive import ADAPTIVE_SCHEMES, adaptive
-from sbrun.solvers.base import Diffusion, Drift, SolveResult
+from sbrun.solvers.base import Drift, SolveResult
 from sbrun.solvers.euler import euler
 from sbrun.solvers.heun import heun
 from sbrun.solvers.rk4 import rk4
@@ -20,19 +19,8 @@ from sbrun.solvers.rk4 import rk4
 FIXED_SCHEMES = {"euler": euler, "heun": heun, "rk4": rk4}
 
 
-def ode(
-    drift: Drift,
-    x: Tensor,
-    grid: Tensor,
-    *,
-    diffusion: Diffusion | None = None,
-    generator: torch.Generator | None = None,
-    callback=None,
-    keep: int | None = None,
-    scheme: str = "rk4",
-    rtol: float = 1e-5,
-    atol: float = 1e-5,
-) -> SolveResult:
+def ode(drift: Drift, x: Tensor, grid: Tensor, *, scheme: str = "rk4", rtol: float = 1e-5,
+        atol: float = 1e-5, callback=None, keep: int | None = None, **_noise) -> SolveResult:
     """Integrate ``dx = drift(t, x) dt`` over ``grid`` with ``scheme``."""
     if scheme in FIXED_SCHEMES:
         return FIXED_SCHEMES[scheme](drift, x, grid, callback=callback, keep=keep)

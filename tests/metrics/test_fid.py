@@ -13,18 +13,14 @@ import pytest
 import torch
 
 from sbrun.errors import ConfigError, DataError
-from sbrun.metrics.fid import (
-    FID,
+from sbrun.metrics.classifier import (
     ClassifierFeatures,
-    InceptionFeatures,
     accuracy,
-    fid,
-    image_metrics,
     load_classifier,
-    quantise,
     save_classifier,
     train_classifier,
 )
+from sbrun.metrics.fid import FID, InceptionFeatures, fid, image_metrics, quantise
 
 REPO = Path(__file__).resolve().parents[2]
 
