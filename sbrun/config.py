@@ -9,7 +9,22 @@ validated when ``pipeline/build.py`` instantiates them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from importlib.resources import files
+from pathlib import Path
 from typing import Any
+
+
+def _conf_dir() -> Path:
+    """The config tree: the top-level ``conf/`` of a source checkout (this package's
+    sibling next to ``pyproject.toml``, also what an editable install runs), else the copy a
+    wheel installs as the package ``sbrun.conf``."""
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / "pyproject.toml").is_file() and (checkout / "conf" / "config.yaml").is_file():
+        return checkout / "conf"
+    return Path(str(files("sbrun.conf")))
+
+
+CONF_DIR = _conf_dir()  # the one place that knows where the Hydra config groups are
 
 
 @dataclass
@@ -134,6 +149,18 @@ def removed_option(args: list[str]) -> str | None:
         if "=" in arg and key in REMOVED_OPTIONS:
             return REMOVED_OPTIONS[key]
     return None
+
+
+def compose(overrides: list[str] | None = None, return_hydra_config: bool = False):
+    """The sbrun config composed with ``overrides`` (Hydra's compose API: no run directory,
+    no job), as ``sbrun`` would compose it."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return hydra_compose("config", overrides=overrides or [],
+                             return_hydra_config=return_hydra_config)
 
 
 def register_configs() -> None:
