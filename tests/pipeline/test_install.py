@@ -73,3 +73,20 @@ def test_wheel_holds_every_config_and_composes_each_group_outside_the_repo(tmp_p
                          capture_output=True, text=True, env=env, cwd=tmp_path)
     assert job.returncode == 0, job.stderr
     assert "_target_: sbrun.methods.dsb.DSB" in job.stdout
+
+
+def test_runs_land_in_outputs_which_tracks_only_its_readme():
+    from omegaconf import OmegaConf
+
+    from sbrun.config import compose
+
+    hydra = OmegaConf.to_container(compose(return_hydra_config=True).hydra, resolve=False)
+    assert hydra["run"]["dir"].startswith("outputs/${now:")
+    assert hydra["sweep"]["dir"].startswith("outputs/multirun/${now:")
+    assert (REPO / "outputs" / "README.md").is_file()
+    if (REPO / ".git").exists() and shutil.which("git"):  # a source checkout
+        ignored = subprocess.run(["git", "check-ignore", "-q", "outputs/2026-01-01/run.log"],
+                                 cwd=REPO).returncode == 0
+        tracked = subprocess.run(["git", "check-ignore", "-q", "outputs/README.md"],
+                                 cwd=REPO).returncode == 1
+        assert ignored and tracked
