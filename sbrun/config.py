@@ -139,7 +139,13 @@ REMOVED_OPTIONS = {
     "method.sigma_schedule": "method.sigma_schedule is gone: use method.path_noise="
                              "bridge|constant|auto (bridge width sde.sigma, constant width "
                              "method.blur)",
+    "method.T": "method.T was renamed: method.chain_steps (ddpm: steps of the chain) / "
+                "method.horizon (dsb: the sum of the gammas)",
 }
+# Renamed with the same meaning: a saved run's config (load_run, sbrun-transport) is read
+# with the new name, keyed by the method's class; the command line refuses the old name.
+RENAMED_OPTIONS = {"sbrun.methods.ddpm.DDPM": {"T": "chain_steps"},
+                   "sbrun.methods.dsb.DSB": {"T": "horizon"}}
 
 
 def removed_option(args: list[str]) -> str | None:
@@ -149,6 +155,14 @@ def removed_option(args: list[str]) -> str | None:
         if "=" in arg and key in REMOVED_OPTIONS:
             return REMOVED_OPTIONS[key]
     return None
+
+
+def upgrade_saved(cfg) -> None:
+    """Rename in place the method options a saved config spells by their old names."""
+    method = cfg.get("method") or {}
+    for old, new in RENAMED_OPTIONS.get(method.get("_target_"), {}).items():
+        if old in method:
+            method[new] = method.pop(old)
 
 
 def compose(overrides: list[str] | None = None, return_hydra_config: bool = False):
