@@ -20,7 +20,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from sbrun.config import register_configs, removed_option
+from sbrun.config import CONF_DIR, register_configs, removed_option
 
 register_configs()
 
@@ -79,7 +79,7 @@ class _Job:
             self.lock.close()
 
 
-@hydra.main(config_path="conf", config_name="config", version_base="1.3")
+@hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 def _main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf.errors import OmegaConfBaseException

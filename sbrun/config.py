@@ -9,7 +9,22 @@ validated when ``pipeline/build.py`` instantiates them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from importlib.resources import files
+from pathlib import Path
 from typing import Any
+
+
+def _conf_dir() -> Path:
+    """The config tree: the top-level ``conf/`` of a source checkout (this package's
+    sibling next to ``pyproject.toml``, also what an editable install runs), else the copy a
+    wheel installs as the package ``sbrun.conf``."""
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / "pyproject.toml").is_file() and (checkout / "conf" / "config.yaml").is_file():
+        return checkout / "conf"
+    return Path(str(files("sbrun.conf")))
+
+
+CONF_DIR = _conf_dir()  # the one place that knows where the Hydra config groups are
 
 
 @dataclass
@@ -124,7 +139,13 @@ REMOVED_OPTIONS = {
     "method.sigma_schedule": "method.sigma_schedule is gone: use method.path_noise="
                              "bridge|constant|auto (bridge width sde.sigma, constant width "
                              "method.blur)",
+    "method.T": "method.T was renamed: method.chain_steps (ddpm: steps of the chain) / "
+                "method.horizon (dsb: the sum of the gammas)",
 }
+# Renamed with the same meaning: a saved run's config (load_run, sbrun-transport) is read
+# with the new name, keyed by the method's class; the command line refuses the old name.
+RENAMED_OPTIONS = {"sbrun.methods.ddpm.DDPM": {"T": "chain_steps"},
+                   "sbrun.methods.dsb.DSB": {"T": "horizon"}}
 
 
 def removed_option(args: list[str]) -> str | None:
@@ -134,6 +155,26 @@ def removed_option(args: list[str]) -> str | None:
         if "=" in arg and key in REMOVED_OPTIONS:
             return REMOVED_OPTIONS[key]
     return None
+
+
+def upgrade_saved(cfg) -> None:
+    """Rename in place the method options a saved config spells by their old names."""
+    method = cfg.get("method") or {}
+    for old, new in RENAMED_OPTIONS.get(method.get("_target_"), {}).items():
+        if old in method:
+            method[new] = method.pop(old)
+
+
+def compose(overrides: list[str] | None = None, return_hydra_config: bool = False):
+    """The sbrun config composed with ``overrides`` (Hydra's compose API: no run directory,
+    no job), as ``sbrun`` would compose it."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return hydra_compose("config", overrides=overrides or [],
+                             return_hydra_config=return_hydra_config)
 
 
 def register_configs() -> None:

@@ -28,6 +28,7 @@ class Run:
                  guidance: float | None = None):
         from omegaconf import OmegaConf
 
+        from sbrun.config import upgrade_saved
         from sbrun.errors import ConfigError
         from sbrun.pipeline.build import build
         from sbrun.pipeline.checkpoint import load_checkpoint, load_weights
@@ -39,6 +40,7 @@ class Run:
             raise ConfigError(f"{self.run_dir} is not a finished sbrun run (needs .hydra/config.yaml "
                               "and checkpoints/last.pt)")
         self.config = OmegaConf.load(cfg_path)
+        upgrade_saved(self.config)  # a run saved before an option was renamed
         self.config.device = device
         sampler = dict(self.config.get("sampler") or {})  # the class and guidance to draw with
         sampler["label"] = label

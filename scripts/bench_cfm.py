@@ -32,19 +32,7 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-CONF = REPO / "sbrun" / "conf"
-
-
-def compose(overrides: list[str]):
-    from hydra import compose as hcompose
-    from hydra import initialize_config_dir
-
-    from sbrun.config import register_configs
-
-    register_configs()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return hcompose("config", overrides=overrides)
+from sbrun.config import compose
 
 
 def run_one(overrides: list[str], steps_list: list[int], solvers: list[str]) -> list[dict]:

@@ -21,26 +21,14 @@ import argparse
 import os
 import tempfile
 import time
-from pathlib import Path
 
 import torch
+
+from sbrun.config import compose
 
 OFFICIAL = {"s_per_iter": 155.0, "train_s_half": 30.0, "cache_s_half": 33.0, "plot_s_half": 16.0,
             "w2": [3.55, 2.87, 2.75, 2.57, 2.47], "w2_untrained": 4.68, "floor": 0.6,
             "N": 20, "steps_half": 5000, "batch": 512, "params": 26_500, "cache": 10_000}
-
-
-def compose(overrides: list[str]):
-    from hydra import compose as hcompose
-    from hydra import initialize_config_dir
-
-    import sbrun
-    from sbrun.config import register_configs
-
-    register_configs()
-    conf = Path(sbrun.__file__).resolve().parent / "conf"
-    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
-        return hcompose("config", overrides=overrides)
 
 
 def train(overrides: list[str], score) -> tuple[list[dict], dict]:

@@ -53,14 +53,10 @@ def run_cell(overrides: list[str], run_dir: str) -> dict:
     """One run in this process; returns its final metrics and its peak RSS (MiB)."""
     import resource
 
-    from hydra import compose, initialize_config_dir
-
-    from sbrun.config import register_configs
+    from sbrun.config import compose
     from sbrun.pipeline.run import run
 
-    register_configs()
-    with initialize_config_dir(config_dir=str(REPO / "sbrun" / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
+    cfg = compose(overrides)
     from omegaconf import OmegaConf
 
     (Path(run_dir) / ".hydra").mkdir(parents=True, exist_ok=True)  # what sbrun-transport reads

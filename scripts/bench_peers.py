@@ -46,23 +46,14 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # this checkout's sbrun, whatever is installed
+from sbrun.config import compose  # noqa: E402
+
 TASKS = {"N->moons": "torchcfm_gaussian2moons", "N->8gaussians": "torchcfm_gaussian28gaussians",
          "moons->8gaussians": "torchcfm_moons28gaussians"}
 PAIRS = (("I-CFM", "independent"), ("OT-CFM", "exact_ot"), ("SB-CFM", "entropic_ot"))
 SIGMA, BATCH, LR, WD, EVAL_N, EULER = 0.1, 512, 1e-3, 1e-5, 1000, 100
 FIELDS = ["task", "lib", "coupling", "seed", "steps", "w2", "floor", "ratio", "s_per_step",
           "train_s", "prefetch", "load"]
-
-
-def compose(overrides: list[str]):
-    from hydra import compose as hcompose
-    from hydra import initialize_config_dir
-
-    from sbrun.config import register_configs
-
-    register_configs()
-    with initialize_config_dir(config_dir=str(REPO / "sbrun" / "conf"), version_base="1.3"):
-        return hcompose("config", overrides=overrides)
 
 
 def sbrun_cfg(task: str, coupling: str, steps: int, seed: int, prefetch: bool):

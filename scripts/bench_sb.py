@@ -37,6 +37,8 @@ from pathlib import Path
 
 import torch
 
+from sbrun.config import CONF_DIR, compose
+
 # How each method is made a bridge; other conf/method entries are tried at their defaults.
 BRIDGES = {
     "eot": [],
@@ -47,28 +49,13 @@ BRIDGES = {
 NOT_BRIDGES = ("ddpm", "score-sde", "multimarginal")  # generative only / no reference
 
 
-def compose(overrides: list[str]):
-    from hydra import compose as hcompose
-    from hydra import initialize_config_dir
-
-    import sbrun
-    from sbrun.config import register_configs
-
-    register_configs()
-    conf = Path(sbrun.__file__).resolve().parent / "conf"
-    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
-        return hcompose("config", overrides=overrides)
-
-
 def bridge_methods() -> dict[str, list[str]]:
     """``BRIDGES`` plus every other method config whose default build claims a bridge."""
-    import sbrun
     from sbrun.errors import SbrunError
     from sbrun.pipeline.build import build
 
     out = dict(BRIDGES)
-    conf = Path(sbrun.__file__).resolve().parent / "conf" / "method"
-    for path in sorted(conf.glob("*.yaml")):
+    for path in sorted((CONF_DIR / "method").glob("*.yaml")):
         name = path.stem
         if name in out or name in NOT_BRIDGES:
             continue

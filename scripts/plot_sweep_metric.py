@@ -5,7 +5,7 @@ a multirun), takes the value of override ``--x`` from each completed job's overr
 its metric ``--y``, and plots the mean (± std over jobs that share a point, e.g. seeds)
 against it; ``--group`` draws one line per value of another override.
 
-    python scripts/plot_sweep_metric.py multirun/2026-01-01/12-00-00 --x method.epsilon --y kl_density
+    python scripts/plot_sweep_metric.py outputs/multirun/2026-01-01/12-00-00 --x method.epsilon --y kl_density
     python scripts/plot_sweep_metric.py <dir> --x solver.steps --y w2 --group method.coupling --logx
 """
 

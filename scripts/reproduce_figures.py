@@ -1,4 +1,4 @@
-"""Run the figure presets in ``sbrun/conf/experiment/``, check their expected numbers, write a gallery.
+"""Run the figure presets in ``conf/experiment/``, check their expected numbers, write a gallery.
 
 Each preset's header declares how it is reproduced::
 
@@ -39,9 +39,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from sbrun.config import CONF_DIR  # noqa: E402
 from sbrun.expected import RunResults, evaluate, parse_expected  # noqa: E402, F401 (parse_expected: tests)
 
-EXPERIMENTS = REPO / "sbrun" / "conf" / "experiment"
+EXPERIMENTS = CONF_DIR / "experiment"
 KEYS = ("Figure", "Command", "Expected", "Quick", "Sweep", "GPU", "Post")
 # overrides that do not change what a run computes (ignored when --reuse compares runs)
 NEUTRAL = ("hydra.", "trainer.threads=", "trainer.progress=", "logger.mode=")

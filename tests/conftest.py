@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from sbrun.config import CONF_DIR as CONF  # noqa: F401 (tests read the config tree here)
+from sbrun.config import compose  # noqa: F401 (the tests' compose)
+
 torch.set_num_threads(1)
 pytest.register_assert_rewrite("reliability_helpers")  # tests/reliability's helpers and fixtures
 
@@ -23,21 +26,7 @@ os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("SBRUN_CACHE", tempfile.mkdtemp(prefix="sbrun-test-cache-"))
 
 REPO = Path(__file__).resolve().parents[1]
-CONF = REPO / "sbrun" / "conf"
 SMOKE = ["debug=smoke", "logger=none"]
-
-
-def compose(overrides: list[str] | None = None, return_hydra_config: bool = False):
-    """Compose the sbrun config with ``overrides`` (no run directory, no job)."""
-    from hydra import compose as hcompose
-    from hydra import initialize_config_dir
-
-    from sbrun.config import register_configs
-
-    register_configs()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return hcompose("config", overrides=overrides or [],
-                        return_hydra_config=return_hydra_config)
 
 
 def run_cli(args: list[str], tmp_path: Path, timeout: int = 300, env=None):

@@ -1,7 +1,8 @@
 """DDPM: the discrete forward chain and its learned Gaussian reverse (Ho et al. 2020; seed 000).
 
-Forward chain ``q(x_i | x_{i-1}) = N(sqrt(alpha_i) x_{i-1}, (1 - alpha_i) I)``, ``i = 1..T``,
-the discretisation of the VP SDE (``sde=vp``; :meth:`sbrun.sde.VP.discretize`), so that
+Forward chain ``q(x_i | x_{i-1}) = N(sqrt(alpha_i) x_{i-1}, (1 - alpha_i) I)``, ``i = 1..T``
+(``T = method.chain_steps``), the discretisation of the VP SDE (``sde=vp``;
+:meth:`sbrun.sde.VP.discretize`), so that
 ``q(x_i | x_0) = N(sqrt(abar_i) x_0, (1 - abar_i) I)``. The reverse kernel is
 ``p_theta(x_{i-1} | x_i) = N(mu_theta(x_i, i), sigma_i^2 I)`` with the posterior variance
 ``sigma_i^2 = beta~_i`` (``beta_1`` at ``i = 1``, where ``beta~_1 = 0``). Three views of the
@@ -30,6 +31,7 @@ from torch import Tensor, nn
 from sbrun.data.distributions import Problem
 from sbrun.errors import ConfigError
 from sbrun.methods.base import Batch, LossOutput, Phase
+from sbrun.methods.flow_matching import refuse_removed
 from sbrun.methods.score_sde import ScoreSDE, stratified
 from sbrun.sde.base import Gaussian, ReferenceSDE, expand_t
 from sbrun.sde.vp import VP
@@ -48,10 +50,10 @@ def mean_from_score(x: Tensor, score: Tensor, alpha: Tensor) -> Tensor:
 
 
 class DDPM(ScoreSDE):
-    """Denoising diffusion probabilistic model on a ``T``-step chain of ``sde=vp``.
+    """Denoising diffusion probabilistic model on a chain of ``chain_steps`` steps of ``sde=vp``.
 
     Args:
-        T: number of chain steps (Ho et al.: 1000).
+        chain_steps: number of steps of the chain (Ho et al.'s ``T``: 1000).
         loss: ``eps`` | ``elbo`` | ``mu`` (see the module docstring).
         likelihood: report ``nll`` (exact, through the probability-flow ODE of the VP SDE
             the chain discretises; Song et al. 2021, Table 2) and ``nll_elbo`` (the
@@ -69,36 +71,38 @@ class DDPM(ScoreSDE):
 
     name = "ddpm"
 
-    def __init__(self, T: int = 1000, loss: str = "eps", likelihood: bool = True,
+    def __init__(self, chain_steps: int = 1000, loss: str = "eps", likelihood: bool = True,
                  sampler: str = "auto", nll_points: int = 500, divergence: str = "auto",
                  nll_rtol: float = 1e-5, nll_atol: float = 1e-5, noise_draws: int = 1,
-                 clip_x0: bool | str = "auto"):
+                 clip_x0: bool | str = "auto", T: int | None = None):
+        refuse_removed(T=T)  # renamed: method.chain_steps
         super().__init__("uniform", sampler, likelihood, nll_points, divergence, nll_rtol,
                          nll_atol, noise_draws)
         if loss not in LOSSES:
             raise ConfigError(f"unknown method.loss '{loss}'; valid: {', '.join(LOSSES)}")
         if clip_x0 not in (True, False, "auto"):
             raise ConfigError(f"method.clip_x0 must be true, false or auto, got {clip_x0}")
-        self.T, self.loss_type, self.clip_x0 = int(T), loss, clip_x0
+        self.chain_steps, self.loss_type, self.clip_x0 = int(chain_steps), loss, clip_x0
 
     def bind(self, problem: Problem, sde: ReferenceSDE) -> None:
         if not isinstance(sde, VP):
             raise ConfigError(f"method=ddpm discretises the VP SDE, got sde={sde.name}: use sde=vp "
                               "(sde.schedule=linear|cosine), or method=score-sde for other SDEs")
         super().bind(problem, sde)
-        self.chain = sde.discretize(self.T)
+        self.chain = sde.discretize(self.chain_steps)
         c = self.chain
         abar = c.alphas_bar
         var = (1 - abar[:-1]) / (1 - abar[1:]) * c.betas  # posterior variance beta~_i
         var[0] = c.betas[0]  # i = 1: beta~_1 = 0, Ho's decoder variance beta_1
-        self.kernel_var = torch.cat([var.new_zeros(1), var])  # (T+1,), index i
+        self.kernel_var = torch.cat([var.new_zeros(1), var])  # (chain_steps+1,), index i
         w = c.betas**2 / (2 * var * c.alphas * (1 - abar[1:]))
         self.elbo_weight = torch.cat([w.new_zeros(1), w])
         self.clip = self.clip_x0 is True or (self.clip_x0 == "auto" and len(problem.shape) == 3)
 
     # -- the network at chain index i (or noising time s = i / T) -----------------------
     def _index(self, s: Tensor) -> Tensor:
-        return (torch.as_tensor(s, dtype=torch.float64) * self.T).round().long().clamp(1, self.T)
+        n = self.chain_steps
+        return (torch.as_tensor(s, dtype=torch.float64) * n).round().long().clamp(1, n)
 
     def _col(self, v: Tensor, i: Tensor, x: Tensor) -> Tensor:
         return expand_t(v.to(x.device)[i.to(x.device)], x).to(x.dtype)
@@ -116,9 +120,10 @@ class DDPM(ScoreSDE):
     def loss(self, nets: nn.ModuleDict, batch: Batch, phase: Phase) -> LossOutput:
         x0 = batch.x1.repeat_interleave(self.noise_draws, 0)
         z = batch.randn_like(x0)
-        i = (stratified(batch, x0.shape[0]) * self.T).long().clamp(max=self.T - 1) + 1  # U{1..T}
+        n = self.chain_steps
+        i = (stratified(batch, x0.shape[0]) * n).long().clamp(max=n - 1) + 1  # U{1..T}
         xi = self.chain.marginal(i, x0).mean + self.chain.coefficients(i, x0)[1] * z
-        out = nets["net"](xi, i.to(x0.dtype) / self.T)
+        out = nets["net"](xi, i.to(x0.dtype) / n)
         if self.loss_type == "mu":
             target = self.chain.posterior(i - 1, i, x0, xi).mean  # mu_q(x0, x_i, i)
             w = 1 / (2 * self._col(self.kernel_var, i, x0).flatten())
@@ -145,7 +150,7 @@ class DDPM(ScoreSDE):
             i, j = self.chain.index(t[0]), self.chain.index(t_next[0])
             if i == j:  # a grid finer than the chain: nothing to do
                 return Gaussian(x, torch.zeros((), dtype=x.dtype))
-            eps = self.eps(nets, x, torch.full((x.shape[0],), i / self.T, device=x.device))
+            eps = self.eps(nets, x, torch.full((x.shape[0],), i / self.chain_steps, device=x.device))
             ai, aj = abar[i].item(), abar[j].item()
             alpha = torch.tensor(ai / aj, dtype=x.dtype)
             if via == "mu" and self.clip:
@@ -177,12 +182,12 @@ class DDPM(ScoreSDE):
         flat = x0.reshape(b, -1)
         a_t, v_t = c.alphas_bar[-1].item(), 1 - c.alphas_bar[-1].item()
         total = 0.5 * (d * v_t + a_t * flat.pow(2).sum(1) - d - d * math.log(v_t))
-        for i in range(1, self.T + 1):
+        for i in range(1, self.chain_steps + 1):
             idx = torch.full((b,), i, dtype=torch.long)
             z = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
             xi = c.marginal(idx, x0).mean + c.coefficients(idx, x0)[1] * z
-            t = torch.full((b,), 1 - i / self.T, dtype=torch.float64, device=x0.device)
-            mu = self.kernel(nets)(t, t + 1 / self.T, xi).mean
+            t = torch.full((b,), 1 - i / self.chain_steps, dtype=torch.float64, device=x0.device)
+            mu = self.kernel(nets)(t, t + 1 / self.chain_steps, xi).mean
             mu_q = c.posterior(i - 1, i, x0, xi).mean
             var = self.kernel_var[i].item()
             total = total + (mu_q - mu).pow(2).reshape(b, -1).sum(1) / (2 * var)

@@ -1,7 +1,8 @@
 """Diffusion Schrödinger Bridge: IPF with mean matching (De Bortoli et al. 2021; seed 003).
 
 Two networks, ``F`` (source -> target) and ``B`` (target -> source), define Gaussian
-chains on the grid ``t_k = (gamma_1 + ... + gamma_k) / T`` (see :mod:`dsb_chain`)::
+chains on the grid ``t_k = (gamma_1 + ... + gamma_k) / T`` (``T = method.horizon``; see
+:mod:`dsb_chain`)::
 
     forward:  x_{k+1} = x_k + h_k F(x_k, t_k)     + std_k z,   x_0 ~ source,
     backward: x_k     = x_{k+1} + h_k B(x_{k+1}, t_{k+1}) + std_k z,   x_N ~ target,
@@ -42,6 +43,7 @@ from sbrun.data.distributions import Problem
 from sbrun.errors import ConfigError
 from sbrun.methods.base import Batch, LossOutput, Method, Phase
 from sbrun.methods.dsb_chain import MeanFn, ReferenceChain, TrajectoryCache, gamma_schedule, run_chain
+from sbrun.methods.flow_matching import refuse_removed
 from sbrun.sde.base import ReferenceSDE, expand_t
 from sbrun.solvers import Solver, SolveResult
 
@@ -55,7 +57,8 @@ class DSB(Method):
     Args:
         ipf_iters: IPF iterations; each is two phases of ``trainer.steps`` steps.
         num_steps: ``N``, steps of the chains (the NFE of a transport).
-        T: DSB's horizon, the sum of the ``gamma_k`` (sets their units only).
+        horizon: DSB's horizon (the paper's ``T``), the sum of the ``gamma_k`` (sets their
+            units only).
         schedule: ``constant`` | ``symmetric`` (increasing, then mirrored).
         gamma_ratio: ``gamma_max / gamma_min`` of the symmetric schedule.
         spacing: ``linear`` | ``geometric`` spacing of the symmetric half.
@@ -73,10 +76,11 @@ class DSB(Method):
     directions = ("forward", "backward")
     stochastic = True  # Gaussian chains: x1 | x0 is a distribution
 
-    def __init__(self, ipf_iters: int = 10, num_steps: int = 50, T: float = 1.0,
+    def __init__(self, ipf_iters: int = 10, num_steps: int = 50, horizon: float = 1.0,
                  schedule: str = "constant", gamma_ratio: float = 10.0, spacing: str = "linear",
                  cache_size: int = 1000, cache_refresh: int = 100, reference_from: str = "auto",
-                 sample_noise_last_step: bool = False):
+                 sample_noise_last_step: bool = False, T: float | None = None):
+        refuse_removed(T=T)  # renamed: method.horizon
         for key, value in (("ipf_iters", ipf_iters), ("cache_size", cache_size),
                            ("cache_refresh", cache_refresh)):
             if value < 1:
@@ -84,8 +88,8 @@ class DSB(Method):
         if reference_from not in ("auto", "source", "target"):
             raise ConfigError(f"unknown method.reference_from '{reference_from}'; valid: auto, "
                               "source, target")
-        self.gammas = gamma_schedule(num_steps, T, schedule, gamma_ratio, spacing)
-        self.ipf_iters, self.num_steps, self.T = int(ipf_iters), int(num_steps), float(T)
+        self.gammas = gamma_schedule(num_steps, horizon, schedule, gamma_ratio, spacing)
+        self.ipf_iters, self.num_steps, self.horizon = int(ipf_iters), int(num_steps), float(horizon)
         self.sampler_label = f"{self.num_steps}-step chain"
         self.cache_size, self.cache_refresh = int(cache_size), int(cache_refresh)
         self.reference_from = reference_from
@@ -263,6 +267,6 @@ class DSB(Method):
         n = self._ipf_iter
         panels = {"data (held-out target)": evaluation.target, "after IPF iteration 1 (= SGM)": first,
                   f"after IPF iteration {n}": evaluation.result.x}
-        title = (f"DSB on {self.problem.name}, T = {self.T:g}, N = {self.num_steps}: "
+        title = (f"DSB on {self.problem.name}, horizon {self.horizon:g}, N = {self.num_steps}: "
                  f"generated at t = 1 after 1 and {n} IPF iterations")
         return {"ipf_first_last": side_by_side(panels, title)}

@@ -1,8 +1,8 @@
 """DSB's discrete chain: step sizes, the reference's kernels, and the trajectory cache.
 
 Everything is indexed in sbrun's order: states ``x_0 .. x_N`` sit at times
-``t_k = (gamma_1 + ... + gamma_k) / T`` (``t_0 = 0`` the source, ``t_N = 1`` the
-target); step ``k`` joins ``t_k`` and ``t_{k+1}``, has length ``h_k = gamma_{k+1} / T``
+``t_k = (gamma_1 + ... + gamma_k) / T`` (``T = method.horizon``; ``t_0 = 0`` the source,
+``t_N = 1`` the target); step ``k`` joins ``t_k`` and ``t_{k+1}``, has length ``h_k = gamma_{k+1} / T``
 and Gaussian noise of std ``std_k``, taken from the reference process. A chain that
 moves *forward* draws ``x_{k+1} = mean_k(x_k) + std_k z``; one that moves *backward*
 draws ``x_k = mean_k(x_{k+1}) + std_k z`` (De Bortoli et al. 2021, Alg. 1).
@@ -24,19 +24,19 @@ SPACINGS = ("linear", "geometric")
 MeanFn = Callable[[Tensor, Tensor], Tensor]  # mean_fn(k: (B,) long, x: (B, *D)) -> (B, *D)
 
 
-def gamma_schedule(num_steps: int, T: float = 1.0, schedule: str = "constant",
+def gamma_schedule(num_steps: int, horizon: float = 1.0, schedule: str = "constant",
                    gamma_ratio: float = 10.0, spacing: str = "linear") -> Tensor:
-    """DSB's step sizes ``gamma_1 .. gamma_N`` (float64, ``(N,)``), summing to ``T``.
+    """DSB's step sizes ``gamma_1 .. gamma_N`` (float64, ``(N,)``), summing to ``horizon``.
 
-    ``constant``: all equal to ``T / N``. ``symmetric``: the paper's schedule, increasing
+    ``constant``: all equal to ``horizon / N``. ``symmetric``: the paper's schedule, increasing
     from ``gamma_min`` to ``gamma_max = gamma_ratio * gamma_min`` over the first half
     (``linear`` or ``geometric`` spacing) and mirrored over the second (an odd ``N`` puts
-    one ``gamma_max`` in the middle), then scaled so that the sum is ``T``.
+    one ``gamma_max`` in the middle), then scaled so that the sum is ``horizon``.
     """
     if num_steps < 1:
         raise ConfigError(f"method.num_steps must be >= 1, got {num_steps}")
-    if not T > 0:
-        raise ConfigError(f"method.T must be > 0, got {T}")
+    if not horizon > 0:
+        raise ConfigError(f"method.horizon must be > 0, got {horizon}")
     if schedule not in SCHEDULES:
         raise ConfigError(f"unknown method.schedule '{schedule}'; valid: {', '.join(SCHEDULES)}")
     if spacing not in SPACINGS:
@@ -44,7 +44,7 @@ def gamma_schedule(num_steps: int, T: float = 1.0, schedule: str = "constant",
     if not gamma_ratio >= 1:
         raise ConfigError(f"method.gamma_ratio must be >= 1, got {gamma_ratio}")
     if schedule == "constant" or num_steps < 2:
-        return torch.full((num_steps,), T / num_steps, dtype=torch.float64)
+        return torch.full((num_steps,), horizon / num_steps, dtype=torch.float64)
     n = num_steps // 2
     if spacing == "linear":
         half = torch.linspace(1.0, gamma_ratio, n, dtype=torch.float64)
@@ -52,7 +52,7 @@ def gamma_schedule(num_steps: int, T: float = 1.0, schedule: str = "constant",
         half = torch.logspace(0.0, math.log10(gamma_ratio), n, dtype=torch.float64)
     middle = half.new_full((num_steps % 2,), float(gamma_ratio))
     gammas = torch.cat([half, middle, half.flip(0)])
-    return gammas * (T / gammas.sum())
+    return gammas * (horizon / gammas.sum())
 
 
 class ReferenceChain:

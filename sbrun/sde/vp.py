@@ -79,14 +79,14 @@ class VP(VPSchedule):
         return -2 * self.d_log_alpha(s) * torch.exp(2 * self.log_alpha(s))
 
     def discretize(self, steps: int) -> DiscreteVP:
-        """DDPM's chain of ``steps = T`` steps whose limit is this SDE.
+        """DDPM's chain of ``steps = T`` steps (``method.chain_steps``) whose limit is this SDE.
 
         Linear: ``beta_i = beta((i-1)/(T-1)) / T`` (Ho et al. 2020: ``1e-4 .. 0.02`` for
         ``T = 1000``); cosine: ``alpha_bar_i = alpha_{i/T}^2`` with ``beta_i <= 0.999``
         (Nichol & Dhariwal 2021).
         """
         if steps < 2:
-            raise ConfigError(f"method.T must be >= 2, got {steps}")
+            raise ConfigError(f"method.chain_steps must be >= 2, got {steps}")
         if self.schedule == "linear":
             s = torch.linspace(0, 1, steps, dtype=torch.float64)
             betas = (self.beta_min + (self.beta_max - self.beta_min) * s) / steps
@@ -95,7 +95,7 @@ class VP(VPSchedule):
             abar = torch.exp(2 * self.log_alpha(s))
             betas = (1 - abar[1:] / abar[:-1]).clamp(max=0.999)
         if not bool((betas < 1).all()):
-            raise ConfigError(f"DDPM betas reach 1 with T={steps}: raise method.T or lower "
+            raise ConfigError(f"DDPM betas reach 1 with method.chain_steps={steps}: raise it or lower "
                               "sde.beta_max")
         return DiscreteVP(betas)
 
@@ -117,12 +117,13 @@ class DiscreteVP:
                                      torch.cumprod(self.alphas, 0)])
 
     @property
-    def T(self) -> int:
+    def steps(self) -> int:
+        """The chain's length ``T`` (``method.chain_steps``)."""
         return self.betas.shape[0]
 
     def index(self, t: Tensor | float) -> int:
         """sbrun time ``t`` (prior at 0) -> chain index ``round((1 - t) T)``."""
-        return int(round((1.0 - float(t)) * self.T))
+        return int(round((1.0 - float(t)) * self.steps))
 
     def _col(self, v: Tensor, x: Tensor) -> Tensor:
         return expand_t(v, x).to(x.dtype)

@@ -20,8 +20,8 @@ PROBLEM = Problem("gauss", GaussianDistribution(MEAN, COV, dtype=F64))
 
 
 
-def ddpm(T=100, **kw):
-    method = DDPM(T=T, **kw)
+def ddpm(chain_steps=100, **kw):
+    method = DDPM(chain_steps=chain_steps, **kw)
     method.bind(PROBLEM, VP())
     return method
 
@@ -40,7 +40,7 @@ class ChainOracle(nn.Module):
         self.chain = chain
 
     def forward(self, x, s):
-        i = (s.double() * self.chain.T).round().long()
+        i = (s.double() * self.chain.steps).round().long()
         ab = self.chain.alphas_bar[i][:, None, None]
         c = ab * COV + (1 - ab) * torch.eye(2, dtype=F64)
         r = (x - ab[:, :, 0].sqrt() * MEAN).unsqueeze(-1)
@@ -51,7 +51,7 @@ class ChainOracle(nn.Module):
 def test_mean_and_score_parameterisations_give_the_same_sampler(steps):
     """mu_theta from eps and from s_theta = -eps / sqrt(1 - abar): identical chains (also
     respaced), and both equal the posterior q(x_j | x_i, x0_theta)."""
-    method, nets = ddpm(T=100), random_net()
+    method, nets = ddpm(chain_steps=100), random_net()
     x = torch.randn(500, 2, dtype=F64)
     grid = time_grid(steps).double()
     solver = get_solver("ancestral")
@@ -75,7 +75,7 @@ def test_mean_and_score_parameterisations_give_the_same_sampler(steps):
 def test_clipped_sampler_steps_to_the_posterior_of_the_clipped_x0(steps):
     """clip_x0: the kernel mean is q(x_j | x_i, clamp(x0_hat, -1, 1)), also respaced; the
     same as eq. 11 where x0_hat is inside [-1, 1]; auto clips on images only."""
-    method, nets = ddpm(T=100, clip_x0=True), random_net()
+    method, nets = ddpm(chain_steps=100, clip_x0=True), random_net()
     c, i, j = method.chain, 100, 100 - 100 // steps
     x = 3 * torch.randn(500, 2, dtype=F64)
     eps = nets["net"](x, torch.full((500,), i / 100, dtype=F64))
@@ -86,14 +86,14 @@ def test_clipped_sampler_steps_to_the_posterior_of_the_clipped_x0(steps):
                               torch.full((500,), 1 / steps, dtype=F64), x)
     torch.testing.assert_close(law.mean, c.posterior(j, i, clipped, x).mean)
     inside = (x0_hat.abs() <= 1).all(1)
-    plain = ddpm(T=100, clip_x0=False).kernel(nets)(torch.zeros(500, dtype=F64),
+    plain = ddpm(chain_steps=100, clip_x0=False).kernel(nets)(torch.zeros(500, dtype=F64),
                                                     torch.full((500,), 1 / steps, dtype=F64), x)
     torch.testing.assert_close(law.mean[inside], plain.mean[inside])
-    assert ddpm(T=100).clip is False  # auto: 2D data is not clipped
+    assert ddpm(chain_steps=100).clip is False  # auto: 2D data is not clipped
     from sbrun.data.distributions import Empirical
 
     imgs = torch.rand(16, 1, 4, 4) * 2 - 1
-    images = DDPM(T=100)
+    images = DDPM(chain_steps=100)
     images.bind(Problem("img", Empirical(imgs, imgs[:8])), VP())
     assert images.clip is True  # auto: (C, H, W) data in [-1, 1] is clipped
     with pytest.raises(ConfigError, match="clip_x0"):
@@ -109,7 +109,7 @@ def test_slide_formulas_agree():
 
 def test_elbo_weight_turns_noise_error_into_the_slides_mean_error():
     """|mu_q - mu_theta|^2 / (2 sigma_i^2) = lambda_i |eps - eps_theta|^2 (Ho et al., eq. 12)."""
-    method = ddpm(T=50)
+    method = ddpm(chain_steps=50)
     c = method.chain
     x0, eps, eps_hat = (torch.randn(3, 2, dtype=F64) for _ in range(3))
     for i in (1, 2, 25, 50):
@@ -123,7 +123,7 @@ def test_elbo_weight_turns_noise_error_into_the_slides_mean_error():
 
 
 def test_mean_network_round_trips_through_the_noise():
-    method, nets = ddpm(T=40, loss="mu"), random_net(1)
+    method, nets = ddpm(chain_steps=40, loss="mu"), random_net(1)
     x = torch.randn(64, 2, dtype=F64)
     law = method.kernel(nets)(torch.full((64,), 0.5, dtype=F64),
                               torch.full((64,), 0.5 + 1 / 40, dtype=F64), x)
@@ -134,7 +134,7 @@ def test_mean_network_round_trips_through_the_noise():
 def test_losses_are_finite_and_train(loss):
     """Each loss is finite, differentiable, and falls under a few optimiser steps on the same
     draws (times and noise fixed by re-seeding the batch generator)."""
-    method, nets = ddpm(T=100, loss=loss, noise_draws=2), random_net(2)
+    method, nets = ddpm(chain_steps=100, loss=loss, noise_draws=2), random_net(2)
     x1 = PROBLEM.target.sample(128, torch.Generator().manual_seed(3))
     x0 = torch.randn(128, 2, dtype=F64, generator=torch.Generator().manual_seed(4))
 
@@ -152,7 +152,7 @@ def test_losses_are_finite_and_train(loss):
 
 
 def test_ancestral_sampling_with_the_exact_noise_reaches_the_data():
-    method = ddpm(T=1000)
+    method = ddpm(chain_steps=1000)
     nets = nn.ModuleDict({"net": ChainOracle(method.chain)})
     x = torch.randn(4000, 2, generator=torch.Generator().manual_seed(4), dtype=F64)
     res = method.transport(nets, x, get_solver("ancestral"), time_grid(1000).double(),
@@ -166,7 +166,7 @@ def test_negative_elbo_matches_its_closed_form():
     """For Gaussian data and the exact noise every ELBO term is Gaussian in closed form:
     L_{i-1} = c_i^2 tr(Cov(x0 | x_i)) / (2 beta~_i), c_i = sqrt(abar_{i-1}) beta_i / (1 - abar_i),
     Cov(x0 | x_i) = (S^-1 + abar_i / (1 - abar_i) I)^-1; and -ELBO >= the data entropy."""
-    method = ddpm(T=200)
+    method = ddpm(chain_steps=200)
     c, d = method.chain, 2
     nets = nn.ModuleDict({"net": ChainOracle(c)})
     x = PROBLEM.target.sample(2000, torch.Generator().manual_seed(6))
@@ -179,7 +179,7 @@ def test_negative_elbo_matches_its_closed_form():
     ab_t = c.alphas_bar[-1]
     expected = 0.5 * (d * (1 - ab_t) + ab_t * (MEAN.pow(2).sum() + COV.trace()) - d
                       - d * torch.log(1 - ab_t))
-    for i in range(2, c.T + 1):
+    for i in range(2, c.steps + 1):
         coef = c.alphas_bar[i - 1].sqrt() * c.betas[i - 1] / (1 - c.alphas_bar[i])
         expected = expected + coef**2 * post_trace(i) / (2 * method.kernel_var[i])
     b1 = c.betas[0]

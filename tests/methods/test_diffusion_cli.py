@@ -11,7 +11,7 @@ SMOKE = ["debug=smoke", "logger=none", "trainer.threads=1", "eval.figures=false"
 
 
 @pytest.mark.parametrize("method, extra", [
-    ("ddpm", ["solver=ancestral", "solver.steps=10", "method.T=50"]),
+    ("ddpm", ["solver=ancestral", "solver.steps=10", "method.chain_steps=50"]),
     ("score-sde", ["solver=euler_maruyama"]),
 ])
 def test_smoke_run_reports_nll(cli, method, extra):
@@ -68,6 +68,6 @@ def test_method_brings_its_reference_and_prior():
     c = build(["method=score-sde", "data=moons", "sde=ve", "sde.sigma_max=3"])
     assert c.data.source.std == 3.0
     c = build(["method=ddpm", "data=moons", "sde.schedule=cosine"])
-    assert c.method.chain.T == 1000 and c.sde.schedule == "cosine"
+    assert c.method.chain.steps == 1000 and c.sde.schedule == "cosine"
     c = build(["method=score-sde", "data=moons", "solver=pc", "solver.snr=0.3"])
     assert c.solver.fn.keywords["snr"] == 0.3

@@ -22,23 +22,23 @@ SMOKE = ["debug=smoke", "logger=none", "method=dsb", "data=swissroll2scurve",
 @pytest.mark.parametrize("schedule, spacing", [("constant", "linear"), ("symmetric", "linear"),
                                                ("symmetric", "geometric")])
 @pytest.mark.parametrize("n", [1, 7, 20, 50])
-@pytest.mark.parametrize("T", [0.2, 1.0, 1.5])
-def test_gamma_schedules_sum_to_T_and_are_symmetric(schedule, spacing, n, T):
-    g = gamma_schedule(n, T, schedule, gamma_ratio=100.0, spacing=spacing)
+@pytest.mark.parametrize("horizon", [0.2, 1.0, 1.5])
+def test_gamma_schedules_sum_to_the_horizon_and_are_symmetric(schedule, spacing, n, horizon):
+    g = gamma_schedule(n, horizon, schedule, gamma_ratio=100.0, spacing=spacing)
     assert g.shape == (n,) and bool((g > 0).all())
-    torch.testing.assert_close(g.sum(), torch.tensor(T, dtype=torch.float64))
+    torch.testing.assert_close(g.sum(), torch.tensor(horizon, dtype=torch.float64))
     torch.testing.assert_close(g, g.flip(0))
     if schedule == "symmetric" and n >= 4:  # rises to the middle, ratio gamma_max / gamma_min
         half = g[: n // 2]
         assert bool((torch.diff(half) > 0).all())
         torch.testing.assert_close(g.max() / g.min(), torch.tensor(100.0, dtype=torch.float64))
     if schedule == "constant":
-        torch.testing.assert_close(g, torch.full_like(g, T / n))
+        torch.testing.assert_close(g, torch.full_like(g, horizon / n))
 
 
 def test_reference_noise_matches_the_sde():
     """Brownian: std_k^2 = sigma^2 h_k, total variance sigma^2 (DSB's sqrt(2 gamma) when
-    sigma^2 = 2T); VP: the exact kernel keeps N(0, I) invariant."""
+    sigma^2 = 2 horizon); VP: the exact kernel keeps N(0, I) invariant."""
     gam = gamma_schedule(30, 1.5, "symmetric", 20.0)
     ref = ReferenceChain(Brownian(0.7), gam, "source")
     torch.testing.assert_close(ref.std**2, 0.49 * ref.h)

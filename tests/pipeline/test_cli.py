@@ -61,6 +61,7 @@ def test_npz_point_clouds_any_dim(cli, tmp_path):
         (["solver=pc", "solver.scheme=rk4"], "solver=pc does not use solver.scheme"),
         (["method.sigma=0.1"], "the reference's, sde.sigma"),
         (["method.coupling_sigma=0.1"], "sde.sigma"),
+        (["method=dsb", "method.T=0.5"], "method.T was renamed: method.chain_steps (ddpm"),
         (["method.coupling=entropic_ot"], "use a stochastic solver"),
     ],
 )

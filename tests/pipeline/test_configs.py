@@ -54,3 +54,25 @@ def test_every_config_file_has_a_comment_or_schema():
             key = line.split(":")[0].strip()
             if key in ("sigma", "epsilon", "coupling_sigma", "eps"):
                 assert "#" in line, f"{path.name}: '{key}' needs a comment saying which it is"
+
+
+@pytest.mark.parametrize("method, new", [("ddpm", "chain_steps"), ("dsb", "horizon")])
+def test_method_T_was_renamed_and_old_runs_still_load(method, new):
+    """``method.T`` (DDPM's chain length, DSB's horizon) is a one-line error naming the new
+    key; a config saved with ``T`` is read with the new name (``sbrun-transport``)."""
+    from sbrun.config import removed_option, upgrade_saved
+    from sbrun.errors import ConfigError
+    from sbrun.pipeline.build import make
+
+    assert f"method.{new} ({method}" in removed_option(["method.T=5"])
+    with pytest.raises(ConfigError, match=f"method.{new}") as e:
+        make("method", compose([f"method={method}", "+method.T=5"]).method)
+    assert "\n" not in str(e.value)
+    saved = OmegaConf.create(OmegaConf.to_container(compose([f"method={method}"]).method))
+    value = saved.pop(new) * 2
+    saved.T = value  # what a run saved before the rename holds
+    run = OmegaConf.create({"method": saved})
+    upgrade_saved(run)
+    assert "T" not in run.method
+    built = make("method", run.method)
+    assert getattr(built, new) == value

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from sbrun.config import CONF_DIR
+
 REPO = Path(__file__).resolve().parents[2]
 SHARED_DATA = REPO.parent / "shared" / "data"
-PRESETS = sorted((REPO / "sbrun" / "conf" / "experiment").glob("*.yaml"))
+PRESETS = sorted((CONF_DIR / "experiment").glob("*.yaml"))
 # Image presets sized for a GPU or a 20-minute CPU run: smaller still for a smoke run, no FID
 # (no classifier file here; FID is tested in tests/metrics/test_fid.py and below).
 TINY_IMAGES = ["model.hidden=8", "data.max_train=256", "data.max_test=128", "eval.n_samples=64",

@@ -20,7 +20,7 @@ METHODS = {
     "flow-matching": ["method.energy_steps=2"],
     "flow-matching-ot": ["method=flow-matching", "method.coupling=exact_ot", "method.energy_steps=2"],
     "stochastic-interpolant": ["solver=euler_maruyama"],
-    "ddpm": ["method.T=100", "method.likelihood=false"],
+    "ddpm": ["method.chain_steps=100", "method.likelihood=false"],
     "score-sde": ["solver=euler_maruyama", "method.likelihood=false"],
     "dsb": ["data=fashion2mnist", "method.ipf_iters=1", "method.num_steps=3",
             "method.cache_size=8", "method.cache_refresh=2"],

@@ -171,7 +171,7 @@ def test_discrete_posterior_is_hos_eq7():
         (lambda: VE(sigma_min=0.0, sigma_max=1.0), "sigma_max must be > "),
         (lambda: VP(schedule="quadratic"), "unknown sde.schedule"),
         (lambda: VP(s_min=1.0), "s_min"),
-        (lambda: VP().discretize(1), "method.T"),
+        (lambda: VP().discretize(1), "method.chain_steps"),
     ],
 )
 def test_bad_parameters_are_one_clear_error(make, message):
