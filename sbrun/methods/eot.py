@@ -6,11 +6,15 @@ with cost ``|x-y|^2/2`` and ``eps = sigma^2`` (POT, log-domain with epsilon scal
 ``P* = ∫ R_{|xy} dP*_01(x, y)``: pairs from the plan joined by Brownian bridges of the
 reference ``dX = sigma dW``. Three ways to move a (possibly new) source point ``x``:
 
-* ``map=plan`` (default, training-free, exact on the empirical target): draw
-  ``x1 ~ pi(. | x)`` with ``pi(j | x) ∝ b_j exp((g_j - |x - y_j|^2/2) / eps)`` (the
-  target potential ``g`` extends the plan to new points), then a Brownian bridge;
-* ``map=barycentric``: the entropic barycentric map ``E_pi[x1 | x]`` and the straight
-  (McCann) path, the sigma -> 0 picture;
+* ``map=plan`` (default, training-free): draw ``x1 ~ pi(. | x)``,
+  ``pi(y_k | x) ∝ exp((g(y_k) - |x - y_k|^2/2) / eps)`` over ``n_atoms`` target draws
+  ``y_k``, ``g`` the plan's target potential extended to them by its c-transform
+  (``sbrun.couplings.conditional``), then a Brownian bridge. The conditional is a weighted
+  empirical law whose effective size grows with ``n_atoms``: in d = 16 at sigma = 1 a
+  conditional covers ~1/130 of the target, so the plan's own 1000 atoms resolve it with
+  ~8 effective atoms and its covariance comes out too small;
+* ``map=barycentric``: the entropic barycentric map ``E_pi[x1 | x]`` (same atoms) and the
+  straight (McCann) path, the sigma -> 0 picture;
 * ``map=neural``: a drift fitted by bridge matching on plan pairs (the Markovian
   projection of the mixture of bridges, which is the Schrödinger bridge), sampled with
   ``dX = v dt + sigma dW``.
@@ -41,6 +45,9 @@ class EOT(Method):
     Args:
         solver: ``sinkhorn_log`` (default) | ``sinkhorn`` | ``emd`` (exact, sigma -> 0).
         n_plan: source and target points the static plan is solved on.
+        n_atoms: target draws the conditional ``x1 | x0`` of ``map=plan|barycentric`` lives
+            on (the plan's ``n_plan`` atoms first; a finite training set whose size is at
+            most ``n_atoms`` is used whole); ``None``: the plan's atoms only.
         map: ``plan`` | ``barycentric`` | ``neural`` (see the module docstring).
         max_iter, tol: Sinkhorn limits (marginal error); a warning if not converged.
         plan_seed: seed of the draws the plan is solved on.
@@ -58,7 +65,8 @@ class EOT(Method):
     name = "eot"
     stochastic = True
 
-    def __init__(self, solver: str = "sinkhorn_log", n_plan: int = 1000, map: str = "plan",
+    def __init__(self, solver: str = "sinkhorn_log", n_plan: int = 1000,
+                 n_atoms: int | None = 64000, map: str = "plan",
                  max_iter: int = 5000, tol: float = 1e-6, plan_seed: int = 0,
                  slide_units: str = "none", convergence_sigmas=(), convergence_points: int = 200):
         if solver not in SOLVERS:
@@ -67,6 +75,9 @@ class EOT(Method):
             raise ConfigError(f"unknown method.map '{map}'; valid: {', '.join(MAPS)}")
         if n_plan < 2:
             raise ConfigError(f"method.n_plan must be >= 2, got {n_plan}")
+        if n_atoms is not None and n_atoms < n_plan:
+            raise ConfigError(f"method.n_atoms must be >= method.n_plan ({n_plan}) or null, "
+                              f"got {n_atoms}")
         if slide_units not in SLIDE_UNITS:
             raise ConfigError(f"unknown method.slide_units '{slide_units}'; valid: {', '.join(SLIDE_UNITS)}")
         self.convergence_sigmas = [float(s) for s in convergence_sigmas]
@@ -75,10 +86,10 @@ class EOT(Method):
         if convergence_points < 2:
             raise ConfigError(f"method.convergence_points must be >= 2, got {convergence_points}")
         self.slide_units, self.convergence_points = slide_units, int(convergence_points)
-        self.solver, self.n_plan, self.map = solver, n_plan, map
+        self.solver, self.n_plan, self.n_atoms, self.map = solver, n_plan, n_atoms, map
         self.networks = ("net",) if map == "neural" else ()  # plan/barycentric: training-free
         self.max_iter, self.tol, self.plan_seed = max_iter, tol, plan_seed
-        self.coupling = None
+        self.coupling = self._atoms = None
 
     # -- setup ---------------------------------------------------------------------
     def bind(self, problem, sde) -> None:
@@ -137,6 +148,7 @@ class EOT(Method):
 
         pot = state["potentials"]
         self.x0s, self.x1s = state["x0s"].cpu(), state["x1s"].cpu()
+        self._atoms = None
         self.coupling = CouplingResult(state["plan"].cpu(), state["cost"],
                                        None if pot is None else (pot[0].cpu(), pot[1].cpu()),
                                        state["converged"], state["n_iter"], state["err"])
@@ -147,19 +159,32 @@ class EOT(Method):
     def begin_phase(self, phase, nets, ctx) -> None:
         self.solve(ctx["data"].source)
 
-    # -- out-of-sample conditional plan ------------------------------------------------
-    def conditional_logits(self, x: Tensor) -> Tensor:
-        """``log pi(j | x)`` up to a constant for new points ``x: (B, *D)`` -> ``(B, m)``."""
+    # -- out-of-sample conditional: the plan's potential on n_atoms target draws ----------
+    def atoms(self) -> tuple[Tensor, Tensor | None]:
+        """``(y (M, *D), g(y) (M,))``: the conditional's target atoms and potential (``g``
+        ``None`` for ``emd``: the plan rows of the nearest solved source point are used)."""
         self.solve()
-        xf = x.reshape(x.shape[0], -1).double().to(self.x1s.device)
-        y = self.x1s.reshape(self.x1s.shape[0], -1)
-        cost = 0.5 * torch.cdist(xf, y).pow(2)
         pot = self.coupling.potentials
-        if self.eps > 0 and pot is not None:
-            return (pot[1].to(cost)[None] - cost) / self.eps
-        # exact plan (or no potentials): the plan row of the nearest solved source point
-        nearest = torch.cdist(xf, self.x0s.reshape(self.x0s.shape[0], -1)).argmin(1)
-        return self.coupling.plan[nearest].to(cost).clamp_min(1e-300).log()
+        if self.eps == 0 or pot is None:
+            return self.x1s, None
+        if self._atoms is None:
+            from sbrun.couplings.conditional import extend_potential
+
+            y, target = self.x1s, self.problem.target
+            train = getattr(target, "train", None)
+            if self.n_atoms is not None and train is not None and train.shape[0] <= self.n_atoms:
+                y = train.double()
+            elif self.n_atoms is not None and self.n_atoms > y.shape[0]:
+                g = torch.Generator().manual_seed(self.plan_seed + 2)
+                y = torch.cat([y, target.sample(self.n_atoms - y.shape[0], g).double()])
+            self._atoms = (y, extend_potential(pot[0], self.x0s, y, self.eps))
+        return self._atoms
+
+    def _nearest_rows(self, x: Tensor) -> Tensor:
+        """``pi(. | x)`` of the exact plan: the row of the nearest solved source point."""
+        xf, x0s = x.reshape(x.shape[0], -1).double(), self.x0s.reshape(self.x0s.shape[0], -1)
+        p = self.coupling.plan[torch.cdist(xf, x0s.to(xf.device)).argmin(1).cpu()]
+        return p / p.sum(1, keepdim=True)
 
     # -- neural drift: bridge matching on plan pairs ----------------------------------
     def loss(self, nets: nn.ModuleDict, batch: Batch, phase: Phase) -> LossOutput:
@@ -196,23 +221,27 @@ class EOT(Method):
                 kw["noise_last_step"] = False  # the bridge is pinned at t = 1
             return solver(self.drift(nets), x, grid, diffusion=self.diffusion(),
                           generator=generator, keep=keep, **kw)
-        logits = self.conditional_logits(x)
-        y = self.x1s.to(x.device)
+        from sbrun.couplings.conditional import conditional_draw, conditional_mean
+
+        y, g = self.atoms()
+        w = self._nearest_rows(x) if g is None else None
         ts = grid.to(x.dtype)
         if self.map == "barycentric":  # E_pi[x1 | x], then the straight (McCann) path
-            w = torch.softmax(logits, 1)
-            x1 = (w @ y.reshape(y.shape[0], -1)).reshape(x.shape).to(x.dtype)
+            x1 = (w @ y.reshape(y.shape[0], -1)).reshape(x.shape) if g is None else \
+                conditional_mean(x.cpu(), y, g, self.eps)
+            x1 = x1.to(x)
             path = torch.stack([(1 - t) * x + t * x1 for t in ts], 1)
         else:  # x1 ~ pi(. | x), then the reference bridge pinned at (x, x1)
-            w = torch.softmax(logits, 1).float()
-            j = torch.multinomial(w, 1, generator=generator)[:, 0]
-            x1 = y[j].reshape(x.shape).to(x.dtype)
+            j = torch.multinomial(w, 1, generator=generator)[:, 0] if g is None else \
+                conditional_draw(x.cpu(), y, g, self.eps, generator)
+            x1 = y[j].reshape(x.shape).to(x)
             path = self.sde.bridge_path(x, x1, ts, generator)
         return SolveResult(x=path[:, -1], nfe=0, t=grid, path=path[:keep] if keep else None)
 
     # -- figures ------------------------------------------------------------------------
     def figures(self, nets, evaluation) -> dict:
         """The static plan: as a matrix and as couplings (2D), or as a 1D plan."""
+        from sbrun.methods.eot_figures import barycenter_figure, convergence_figure
         from sbrun.plots.ot import coupling_lines, plan_1d, plan_matrix
 
         self.solve()
@@ -229,10 +258,10 @@ class EOT(Method):
             figs["plan"] = plan_matrix(sub, o0, o1, title=f"{tag}\n(first {k}, by angle)")
             figs["couplings"] = coupling_lines(x0[:k], x1[:k], sub, title=tag)
         if self.convergence_sigmas:
-            figs["sinkhorn_convergence"] = self.convergence_figure()[0]
+            figs["sinkhorn_convergence"] = convergence_figure(self)[0]
         marginals = self.problem.extra.get("marginals") or []
         if len(marginals) >= 3 and marginals[0].shape == (2,):
-            figs["barycenters"] = self.barycenter_figure(marginals[:3])
+            figs["barycenters"] = barycenter_figure(self, marginals[:3])
         return figs
 
     def _sigma_label(self) -> str:
@@ -257,44 +286,7 @@ class EOT(Method):
         entropy = float(-(p[p > 0] * p[p > 0].log()).sum())
         out = {"plan_spread": (entropy - math.log(n)) / math.log(n), "ot_cost": float(self.coupling.cost)}
         if self.convergence_sigmas:
-            out.update(self.convergence_figure(draw=False)[1])
+            from sbrun.methods.eot_figures import convergence_figure
+
+            out.update(convergence_figure(self, draw=False)[1])
         return out
-
-    def convergence_figure(self, draw: bool = True):
-        """Sinkhorn's marginal error per IPF iteration for each of ``convergence_sigmas``
-        (seed 003: geometric convergence); ``(figure or None, {sinkhorn_rate_<k>: rho})``."""
-        from sbrun.couplings.convergence import geometric_rate, sinkhorn_trace
-
-        if getattr(self, "_traces", None) is None:
-            from sbrun.data.distributions import StandardGaussian
-
-            g = torch.Generator().manual_seed(self.plan_seed + 1)
-            k = self.convergence_points
-            src = self.problem.source or StandardGaussian(self.problem.shape)
-            a = self._draw(src, k, g).double()[:k]
-            b = self._draw(self.problem.target, k, g).double()[:k]
-            self._traces = [sinkhorn_trace(a.flatten(1), b.flatten(1), s, iters=self.max_iter)[0]
-                            for s in self.convergence_sigmas]
-        rates = {f"sinkhorn_rate_{i}": geometric_rate(e) for i, e in enumerate(self._traces)}
-        if not draw:
-            return None, rates
-        from sbrun.plots.ot import convergence_curves
-
-        labels = [f"σ={s:g}, ε=σ²={s * s:.3g}: ρ={rates[f'sinkhorn_rate_{i}']:.3f}"
-                  for i, s in enumerate(self.convergence_sigmas)]
-        title = (f"Sinkhorn / IPF on {self.problem.name}, {self.convergence_points} points per side:\n"
-                 "geometric convergence, err_n ≈ C ρ^n")
-        return convergence_curves(self._traces, labels, title), rates
-
-    def barycenter_figure(self, marginals, n: int = 4, points: int = 300):
-        """Free-support W2 barycenters of three 2D shapes over a simplex grid (seed 000's
-        "interpolación baricéntrica")."""
-        from sbrun.couplings.barycenter import free_support_barycenter, simplex_grid
-        from sbrun.plots.ot import barycenter_triangle
-
-        g = torch.Generator().manual_seed(self.plan_seed)
-        clouds = [m.sample(points, g) for m in marginals]
-        bary = {tuple(w): free_support_barycenter(clouds, w, n_support=points)
-                for w in simplex_grid(3, n)}
-        names = [getattr(m, "name", f"shape {k}") for k, m in enumerate(marginals)]
-        return barycenter_triangle(bary, n, title="W2 barycenters of " + ", ".join(names))

@@ -105,8 +105,10 @@ def test_item5_eot_plan_run_is_transportable_from_its_saved_plan(tmp_path):
     x = np.random.default_rng(0).normal(size=(5, 2)).astype(np.float32)
     out = run.transport(x, repeats=4)
     assert out["x1"].shape == (5, 4, 2)
-    # x1 ~ pi(. | x): every endpoint is one of the plan's target points
-    targets = state["method"]["x1s"].float().numpy()
+    # x1 ~ pi(. | x): every endpoint is one of the conditional's target atoms, the plan's first
+    atoms = m.atoms()[0]
+    assert torch.equal(atoms[:64], state["method"]["x1s"]) and atoms.shape[0] == m.n_atoms
+    targets = atoms.float().numpy()
     d = np.abs(out["x1"].reshape(-1, 1, 2) - targets[None]).sum(-1).min(1)
     assert d.max() < 1e-5
     np.savez(tmp_path / "pts.npz", x=x)
