@@ -45,7 +45,7 @@ from sbrun.models.noisy_classifier import PATH_GRID, TRAIN_CMD, load_noisy_class
 from sbrun.sde.base import expand_t
 from sbrun.sde.noising import NoisingSDE
 
-T_MIN = 0.02  # interpolant paths: guidance reads t clipped to [T_MIN, 1] (B_t = 0 at t = 0)
+T_MIN = 0.1  # interpolant paths: guidance reads t clipped to [T_MIN, 1] (B_t = 0 at t = 0)
 
 
 def family(method) -> str | None:
@@ -214,7 +214,8 @@ def make_classifier_guidance(method, problem, path: str | None,
     labels = labels_of(problem.target)
     if labels is None:
         raise ConfigError(f"sampler.classifier_path: data={problem.name} has no class labels "
-                          "(labelled: mnist, fashion_mnist, emnist, 8gaussians, gmm_highdim)")
+                          "(labelled: mnist, fashion_mnist, emnist, 8gaussians, gmm_highdim / "
+                          "multi2d generative=true)")
     check_method(method)
     model, blob = load_noisy_classifier(path)
     k = int(blob["config"]["num_classes"])

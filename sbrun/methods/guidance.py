@@ -198,7 +198,8 @@ def make_conditioning(method, problem: Problem, cond_drop: float | None, guidanc
     if labels is None:
         why = "is not generative" if problem.source is not None else "has no class labels"
         raise ConfigError(f"method.cond_drop: data={problem.name} {why} (class labels: mnist, "
-                          "fashion_mnist, emnist, 8gaussians, gmm_highdim generative=true)")
+                          "fashion_mnist, emnist, 8gaussians, gmm_highdim generative=true, "
+                          "multi2d generative=true)")
     check_method(method)
     if not guidance >= -1:
         raise ConfigError(f"sampler.guidance must be >= -1 (-1: unconditional), got {guidance}")

@@ -276,3 +276,17 @@ def test_classifier_guided_run_and_transport(cli, tmp_path):
     plain = transport_points(run, x, label=3, classifier_scale=0.0)["x1"]
     tilted = transport_points(run, x, label=5, classifier_scale=3.0)
     assert (tilted["y"] == 5).all() and not np.allclose(plain, tilted["x1"])
+
+
+def test_multi2d_generative_run_is_class_conditional():
+    from sbrun.pipeline.build import build
+
+    c = build(compose(["debug=smoke", "logger=none", "data=multi2d", "data.generative=true",
+                       "method.cond_drop=0.1", "sampler.label=2"]))
+    cond = c.method.conditioning
+    assert cond.num_classes == 4 and cond.label == 2
+    x0, x1, y = c.data.batch(64, torch.Generator().manual_seed(0))
+    assert x1.shape == (64, 2) and y.shape == (64,) and int(y.max()) <= 3
+    with pytest.raises(ConfigError, match="unknown class 4"):
+        build(compose(["debug=smoke", "logger=none", "data=multi2d", "data.generative=true",
+                       "method.cond_drop=0.1", "sampler.label=4"]))
