@@ -290,3 +290,24 @@ def test_multi2d_generative_run_is_class_conditional():
     with pytest.raises(ConfigError, match="unknown class 4"):
         build(compose(["debug=smoke", "logger=none", "data=multi2d", "data.generative=true",
                        "method.cond_drop=0.1", "sampler.label=4"]))
+
+
+def test_image_classifier_tilt_broadcasts_per_pixel():
+    """Images: the CNN classifier's gradient, times ``k_v(t)``, is added to every pixel."""
+    method = FlowMatching()
+    method.bind(PROBLEM, Brownian())
+    clf = NoisyClassifier((1, 8, 8), 3, hidden=8)
+    x = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(5))
+    t, y = torch.full((4,), 0.4), torch.tensor([0, 1, 2, 1])
+
+    class Net(nn.Module):
+        def forward(self, x, t):
+            return 2 * x
+
+    out = guided(method, nn.ModuleDict({"net": Net()}), 1.5, y, clf)["net"](x, t)
+    xg = x.clone().requires_grad_(True)
+    logp = torch.log_softmax(clf(xg, t), -1).gather(1, y[:, None]).sum()
+    (g,) = torch.autograd.grad(logp, xg)
+    k_v = 0.6**2 / 0.4 + 0.6  # S^2 B'/B - S S' of x_t = (1 - t) x0 + t x1 at t = 0.4
+    torch.testing.assert_close(out, 2 * x + 1.5 * k_v * g)
+    assert g.abs().sum() > 0
