@@ -140,3 +140,18 @@ def test_multi2d_generative_is_labelled_by_marginal_index():
     with pytest.raises(ConfigError, match="choose nothing"):
         multi2d(generative=True, target_index=2)
     assert labels_of(multi2d().target) is None  # the two-marginal problem has no classes
+
+
+def test_multi2d_generative_run_is_class_conditional():
+    from sbrun.pipeline.build import build
+    from tests.conftest import compose
+
+    c = build(compose(["debug=smoke", "logger=none", "data=multi2d", "data.generative=true",
+                       "method.cond_drop=0.1", "sampler.label=2"]))
+    cond = c.method.conditioning
+    assert cond.num_classes == 4 and cond.label == 2
+    x0, x1, y = c.data.batch(64, torch.Generator().manual_seed(0))
+    assert x1.shape == (64, 2) and y.shape == (64,) and int(y.max()) <= 3
+    with pytest.raises(ConfigError, match="unknown class 4"):
+        build(compose(["debug=smoke", "logger=none", "data=multi2d", "data.generative=true",
+                       "method.cond_drop=0.1", "sampler.label=4"]))

@@ -278,20 +278,6 @@ def test_classifier_guided_run_and_transport(cli, tmp_path):
     assert (tilted["y"] == 5).all() and not np.allclose(plain, tilted["x1"])
 
 
-def test_multi2d_generative_run_is_class_conditional():
-    from sbrun.pipeline.build import build
-
-    c = build(compose(["debug=smoke", "logger=none", "data=multi2d", "data.generative=true",
-                       "method.cond_drop=0.1", "sampler.label=2"]))
-    cond = c.method.conditioning
-    assert cond.num_classes == 4 and cond.label == 2
-    x0, x1, y = c.data.batch(64, torch.Generator().manual_seed(0))
-    assert x1.shape == (64, 2) and y.shape == (64,) and int(y.max()) <= 3
-    with pytest.raises(ConfigError, match="unknown class 4"):
-        build(compose(["debug=smoke", "logger=none", "data=multi2d", "data.generative=true",
-                       "method.cond_drop=0.1", "sampler.label=4"]))
-
-
 def test_image_classifier_tilt_broadcasts_per_pixel():
     """Images: the CNN classifier's gradient, times ``k_v(t)``, is added to every pixel."""
     method = FlowMatching()
