@@ -68,6 +68,11 @@ class SamplerConfig:
     guidance: float = 0.0
     # the class every evaluation sample is drawn from; null: all classes in turn (i mod K)
     label: int | None = None
+    # classifier guidance (sbrun.methods.classifier_guidance): a time-conditioned classifier
+    # p(c | x_t, t) written by scripts/train_noisy_classifier.py for this run's path, and
+    # its scale w (the score gains w grad log p(c | x_t, t)); null scale: 1 with a classifier
+    classifier_path: str | None = None
+    classifier_scale: float | None = None
 
 
 @dataclass

@@ -5,7 +5,8 @@ of shape ``(n, *D)``) from t=0 to t=1 with the run's solver, and writes ``x1``
 (``(n, *D)``, or ``(n, repeats, *D)`` with ``--repeats``) and, with ``--paths``,
 ``path`` (``(n, steps + 1, *D)``) and ``t``. For a class-conditional run, ``--class K``
 draws every point of class ``K`` (default: the classes in turn, written as ``y``) and
-``--guidance W`` sets the classifier-free guidance (default: the run's).
+``--guidance W`` sets the classifier-free guidance (default: the run's);
+``--classifier-scale W`` the scale of a run's time-conditioned classifier guidance.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ class Run:
     """
 
     def __init__(self, run_dir: str | Path, device: str = "cpu", label: int | None = None,
-                 guidance: float | None = None):
+                 guidance: float | None = None, classifier_scale: float | None = None):
         from omegaconf import OmegaConf
 
         from sbrun.config import upgrade_saved
@@ -46,6 +47,8 @@ class Run:
         sampler["label"] = label
         if guidance is not None:
             sampler["guidance"] = guidance
+        if classifier_scale is not None:
+            sampler["classifier_scale"] = classifier_scale
         self.config.sampler = sampler
         self.components = c = build(self.config)
         state = load_checkpoint(ckpt, map_location=c.device)
@@ -125,23 +128,24 @@ class Run:
 
 
 def load_run(run_dir: str | Path, device: str = "cpu", label: int | None = None,
-             guidance: float | None = None) -> Run:
+             guidance: float | None = None, classifier_scale: float | None = None) -> Run:
     """Load a finished (or interrupted) run for notebooks: see :class:`Run` (``label``,
-    ``guidance``: the class and guidance scale a class-conditional run samples with)."""
-    return Run(run_dir, device, label, guidance)
+    ``guidance``: the class and guidance scale a class-conditional run samples with;
+    ``classifier_scale``: ``sampler.classifier_scale`` of a classifier-guided run)."""
+    return Run(run_dir, device, label, guidance, classifier_scale)
 
 
 def transport_points(run_dir: str | Path, x, steps: int | None = None, repeats: int = 1,
                      paths: bool = False, direction: str = "forward", seed: int = 0,
                      device: str = "cpu", label: int | None = None,
-                     guidance: float | None = None) -> dict:
+                     guidance: float | None = None, classifier_scale: float | None = None) -> dict:
     """Move ``x: (n, *D)`` with the trained run in ``run_dir``; returns numpy arrays.
 
     A class-conditional run draws every point of class ``label`` (``None``: classes in
     turn, written as ``y``) with guidance ``guidance`` (``None``: the run's
     ``sampler.guidance``); an unconditional run refuses both.
     """
-    return load_run(run_dir, device, label=label, guidance=guidance).transport(
+    return load_run(run_dir, device, label, guidance, classifier_scale).transport(
         x, repeats=repeats, direction=direction, steps=steps, paths=paths, seed=seed)
 
 
@@ -161,6 +165,8 @@ def main(argv=None) -> int:
                    help="class-conditional runs: the class of every point (default: in turn)")
     p.add_argument("--guidance", type=float, default=None,
                    help="classifier-free guidance w (default: the run's sampler.guidance)")
+    p.add_argument("--classifier-scale", type=float, default=None,
+                   help="classifier guidance w (runs with sampler.classifier_path)")
     p.add_argument("--verbose", action="store_true")
     a = p.parse_args(argv)
     try:
@@ -177,7 +183,7 @@ def main(argv=None) -> int:
             raise ConfigError(f"output directory {Path(a.out).parent} does not exist")
         x = load_npz_array(a.points, a.key)
         out = transport_points(a.run_dir, x, a.steps, a.repeats, a.paths, a.direction, a.seed,
-                               a.device, a.label, a.guidance)
+                               a.device, a.label, a.guidance, a.classifier_scale)
         np.savez(a.out, **out)
         print(f"wrote {a.out}: x1 {out['x1'].shape}" + (" + path" if "path" in out else ""))
         return 0

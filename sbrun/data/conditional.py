@@ -4,7 +4,8 @@ A :class:`Labels` view of a distribution draws ``(x, y)`` pairs (``x: (n, *D)``,
 integer classes ``0..K-1``) and held-out draws of one class. Labelled today: image sets
 with labels (MNIST, Fashion-MNIST, EMNIST: the data set's own classes) and mixtures by
 component (``8gaussians`` and its torchcfm variant: component ``k`` at angle ``k pi / 4``;
-:class:`~sbrun.data.gaussians.GaussianMixture`, e.g. ``gmm_highdim``: component ``k``).
+:class:`~sbrun.data.gaussians.GaussianMixture`, e.g. ``gmm_highdim``: component ``k``) and
+``multi2d data.generative=true`` by marginal (class ``k``: the ``k``-th toy).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from torch import Tensor
 from sbrun.data.distributions import Distribution, Problem
 from sbrun.data.gaussians import GaussianMixture
 from sbrun.data.images import ImageSet
+from sbrun.data.multi_problems import MarginalMixture
 from sbrun.data.toy2d import EightGaussians
 from sbrun.errors import ConfigError
 from sbrun.pipeline.data import BatchSource
@@ -115,8 +117,26 @@ class MixtureLabels(Labels):
         return self._draw(torch.full((n,), self.check(k)), _generator(k, seed))
 
 
+class MarginalLabels(Labels):
+    """A :class:`~sbrun.data.multi_problems.MarginalMixture` (``multi2d
+    data.generative=true``) by marginal: class ``k`` is the ``k``-th toy (its index, the
+    time slot a multimarginal run gives it); held-out draws are that toy's own."""
+
+    def __init__(self, dist: MarginalMixture):
+        super().__init__(dist)
+        self.num_classes = len(dist.dists)
+
+    def sample(self, n, generator=None):
+        return self.dist.sample_labelled(n, generator)
+
+    def heldout_class(self, k, n, seed=0):
+        return self.dist.dists[self.check(k)].heldout(n, seed)
+
+
 def labels_of(dist: Distribution | None) -> Labels | None:
     """The :class:`Labels` view of ``dist``, or ``None`` when it has no classes."""
+    if isinstance(dist, MarginalMixture):
+        return MarginalLabels(dist)
     if isinstance(dist, ImageSet) and dist.labels_train is not None and dist.labels_test is not None:
         return ImageLabels(dist)
     if isinstance(dist, EightGaussians):

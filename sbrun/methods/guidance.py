@@ -90,23 +90,27 @@ class Conditioning:
 
     Attributes:
         labels: the labelled view of the target (:mod:`sbrun.data.conditional`).
-        cond_drop: probability that a training label is replaced by the null class.
+        cond_drop: probability that a training label is replaced by the null class;
+            ``None``: the networks are unconditional (classifier guidance only).
         guidance: ``w`` of :class:`GuidedNet` (``sampler.guidance``).
         label: the class every evaluation sample is drawn from (``sampler.label``);
             ``None`` cycles through all classes (``y_i = i mod K``).
+        classifier: a time-conditioned classifier's guidance
+            (:class:`~sbrun.methods.classifier_guidance.ClassifierGuidance`), or ``None``.
     """
 
     labels: Labels
-    cond_drop: float
+    cond_drop: float | None
     guidance: float = 0.0
     label: int | None = None
+    classifier: object | None = None
 
     @property
     def num_classes(self) -> int:
         return self.labels.num_classes
 
     def model_kwargs(self) -> dict:
-        return {"num_classes": self.num_classes}
+        return {} if self.cond_drop is None else {"num_classes": self.num_classes}
 
     def drop(self, y: Tensor, generator: torch.Generator | None) -> Tensor:
         """``y`` with each label replaced by the null class (-1) with prob. ``cond_drop``."""
@@ -118,6 +122,8 @@ class Conditioning:
     def training_nets(self, nets: nn.ModuleDict, y: Tensor,
                       generator: torch.Generator | None) -> nn.ModuleDict:
         """The networks with this batch's labels bound, after label dropout."""
+        if self.cond_drop is None:  # unconditional networks (classifier guidance only)
+            return nets
         y = self.drop(y, generator)
         return wrap(nets, lambda net: LabelledNet(net, y))
 
@@ -129,7 +135,9 @@ class Conditioning:
 
     def sampling_nets(self, nets: nn.ModuleDict, y: Tensor) -> nn.ModuleDict:
         """The guided networks for samples of classes ``y: (B,)``."""
-        return wrap(nets, lambda net: GuidedNet(net, y, self.guidance))
+        if self.cond_drop is not None:
+            nets = wrap(nets, lambda net: GuidedNet(net, y, self.guidance))
+        return nets if self.classifier is None else self.classifier.wrap(nets, y)
 
     @staticmethod
     def null_nets(nets: nn.ModuleDict) -> nn.ModuleDict:
@@ -145,7 +153,7 @@ def conditioning_of(method) -> Conditioning | None:
 def train_nets(method, nets: nn.ModuleDict, batch) -> nn.ModuleDict:
     """What the trainer hands ``method.loss``: ``nets``, with labels bound when conditional."""
     cond = conditioning_of(method)
-    if cond is None:
+    if cond is None or cond.cond_drop is None:
         return nets
     if batch.y is None:
         raise ConfigError("a class-conditional run got a batch without labels")
@@ -165,19 +173,24 @@ def check_method(method) -> None:
 
 
 def make_conditioning(method, problem: Problem, cond_drop: float | None, guidance: float = 0.0,
-                      label: int | None = None) -> Conditioning | None:
+                      label: int | None = None, classifier=None) -> Conditioning | None:
     """Validate the conditioning options before any training; ``None``: unconditional.
 
-    ``cond_drop``: ``method.cond_drop`` (``None``: an unconditional run); ``guidance``,
-    ``label``: ``sampler.guidance``, ``sampler.label``.
+    ``cond_drop``: ``method.cond_drop`` (``None``: unconditional networks); ``guidance``,
+    ``label``: ``sampler.guidance``, ``sampler.label``; ``classifier``: the validated
+    :class:`~sbrun.methods.classifier_guidance.ClassifierGuidance` (``sampler.classifier_path``).
     """
     if cond_drop is None:
         if guidance != 0:
             raise ConfigError(f"sampler.guidance={guidance:g} needs a class-conditional run: set "
                               "method.cond_drop (label dropout, e.g. 0.1) on labelled data")
+        if classifier is not None:  # unconditional networks, guided by a noisy classifier
+            return Conditioning(classifier.labels, None, 0.0,
+                                None if label is None else classifier.labels.check(label), classifier)
         if label is not None:
             raise ConfigError(f"sampler.label={label} needs a class-conditional run: set "
-                              "method.cond_drop (e.g. 0.1) on labelled data")
+                              "method.cond_drop (e.g. 0.1) on labelled data, or "
+                              "sampler.classifier_path")
         return None
     if not 0 <= cond_drop < 1:
         raise ConfigError(f"method.cond_drop must be in [0, 1), got {cond_drop}")
@@ -185,7 +198,8 @@ def make_conditioning(method, problem: Problem, cond_drop: float | None, guidanc
     if labels is None:
         why = "is not generative" if problem.source is not None else "has no class labels"
         raise ConfigError(f"method.cond_drop: data={problem.name} {why} (class labels: mnist, "
-                          "fashion_mnist, emnist, 8gaussians, gmm_highdim generative=true)")
+                          "fashion_mnist, emnist, 8gaussians, gmm_highdim generative=true, "
+                          "multi2d generative=true)")
     check_method(method)
     if not guidance >= -1:
         raise ConfigError(f"sampler.guidance must be >= -1 (-1: unconditional), got {guidance}")
@@ -193,4 +207,4 @@ def make_conditioning(method, problem: Problem, cond_drop: float | None, guidanc
         raise ConfigError("sampler.guidance needs the unconditional model: method.cond_drop > 0")
     if label is not None:
         label = labels.check(label)
-    return Conditioning(labels, float(cond_drop), float(guidance), label)
+    return Conditioning(labels, float(cond_drop), float(guidance), label, classifier)

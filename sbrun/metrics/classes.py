@@ -79,6 +79,8 @@ def class_metrics(x: Tensor, y: Tensor, cond, cfg, seed: int = 0, device="cpu") 
     ``eval`` config (``classifier_path``, ``fid``, ``fid_samples``, ``w2_points``).
     """
     out: dict = {"guidance": cond.guidance}
+    if cond.classifier is not None:  # a time-conditioned classifier's guidance
+        out["classifier_scale"] = cond.classifier.scale
     if x.dim() != 4:
         out.update(per_class_w2(x, y, cond.labels, cfg.w2_points, seed))
         return out

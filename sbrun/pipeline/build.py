@@ -18,6 +18,7 @@ from sbrun.data.conditional import LabelledBatchSource
 from sbrun.data.distributions import Problem, StandardGaussian
 from sbrun.errors import ConfigError, SbrunError
 from sbrun.methods.base import Method
+from sbrun.methods.classifier_guidance import make_classifier_guidance
 from sbrun.methods.guidance import make_conditioning
 from sbrun.pipeline.data import BatchSource
 from sbrun.sde.base import ReferenceSDE
@@ -126,15 +127,17 @@ def build(cfg: DictConfig) -> Components:
         )
     method.bind(problem, sde)
     sampler = cfg.get("sampler") or {}
+    clf = make_classifier_guidance(method, problem, sampler.get("classifier_path"),
+                                   sampler.get("classifier_scale"))
     cond = make_conditioning(method, problem, cfg.method.get("cond_drop"),
-                             sampler.get("guidance", 0.0), sampler.get("label"))
+                             sampler.get("guidance", 0.0), sampler.get("label"), clf)
     method.conditioning = cond
     options = OmegaConf.to_container(cfg.solver, resolve=True)
     solver = configure(base_solver, **{k: v for k, v in options.items() if k != "name"})
     if cfg.solver.steps < 1:
         raise ConfigError(f"solver.steps must be >= 1, got {cfg.solver.steps}")
     prior = getattr(method, "prior", None) or StandardGaussian(problem.shape)
-    data = BatchSource(problem, prior=prior) if cond is None else \
+    data = BatchSource(problem, prior=prior) if cond is None or cond.cond_drop is None else \
         LabelledBatchSource(problem, cond.labels, prior=prior)
     torch.manual_seed(cfg.seed)
     nets = nn.ModuleDict({

@@ -116,3 +116,42 @@ def test_unknown_name_lists_valid_names():
 def test_bad_scale():
     with pytest.raises(ConfigError):
         make_toy("moons", scale=0.0)
+
+
+def test_multi2d_generative_is_labelled_by_marginal_index():
+    """``multi2d data.generative=true``: the equal mixture of the toys, class k = toy k; each
+    class's draws match that toy's held-out draws (W2) far better than any other toy's."""
+    from sbrun.data.conditional import labels_of
+    from sbrun.data.multi_problems import multi2d
+    from sbrun.metrics.distances import w2
+
+    problem = multi2d(generative=True)
+    assert problem.generative and problem.shape == (2,)
+    labels = labels_of(problem.target)
+    assert labels.num_classes == 4
+    x, y = labels.sample(4000, _gen(0))
+    assert x.shape == (4000, 2) and set(y.tolist()) == {0, 1, 2, 3}
+    for k, toy in enumerate(problem.extra["marginals"]):
+        assert abs(float((y == k).float().mean()) - 0.25) < 0.03
+        torch.testing.assert_close(labels.heldout_class(k, 300, seed=1), toy.heldout(300, seed=1))
+        d = [w2(x[y == k][:800], labels.heldout_class(j, 800)) for j in range(4)]
+        assert d[k] < 0.25 and d[k] < 0.6 * min(d[j] for j in range(4) if j != k), (k, d)
+    torch.testing.assert_close(problem.target.sample(50, _gen(3)), labels.sample(50, _gen(3))[0])
+    with pytest.raises(ConfigError, match="choose nothing"):
+        multi2d(generative=True, target_index=2)
+    assert labels_of(multi2d().target) is None  # the two-marginal problem has no classes
+
+
+def test_multi2d_generative_run_is_class_conditional():
+    from sbrun.pipeline.build import build
+    from tests.conftest import compose
+
+    c = build(compose(["debug=smoke", "logger=none", "data=multi2d", "data.generative=true",
+                       "method.cond_drop=0.1", "sampler.label=2"]))
+    cond = c.method.conditioning
+    assert cond.num_classes == 4 and cond.label == 2
+    x0, x1, y = c.data.batch(64, torch.Generator().manual_seed(0))
+    assert x1.shape == (64, 2) and y.shape == (64,) and int(y.max()) <= 3
+    with pytest.raises(ConfigError, match="unknown class 4"):
+        build(compose(["debug=smoke", "logger=none", "data=multi2d", "data.generative=true",
+                       "method.cond_drop=0.1", "sampler.label=4"]))
