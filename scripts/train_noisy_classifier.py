@@ -20,20 +20,13 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-CONF = REPO / "sbrun" / "conf"
+from sbrun.config import compose as sbrun_compose
+
 TIMES = (0.1, 0.5, 0.9, 1.0)
 
 
 def compose(overrides: list[str]):
-    from hydra import compose as hcompose
-    from hydra import initialize_config_dir
-
-    from sbrun.config import register_configs
-
-    register_configs()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return hcompose("config", overrides=["logger=none", *overrides])
+    return sbrun_compose(["logger=none", *overrides])
 
 
 def main(argv: list[str] | None = None) -> dict:

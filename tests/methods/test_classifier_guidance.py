@@ -78,7 +78,7 @@ def test_guided_score_sde_score_is_score_plus_w_grad_log_posterior(w):
 
 
 def test_guided_ddpm_noise_is_that_of_the_guided_score():
-    method = DDPM(T=200)
+    method = DDPM(chain_steps=200)
     method.bind(PROBLEM, VP())
     abar = method.chain.alphas_bar.double()
 
