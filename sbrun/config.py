@@ -13,6 +13,8 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from sbrun.errors import ConfigError
+
 
 def _conf_dir() -> Path:
     """The config tree: the top-level ``conf/`` of a source checkout (this package's
@@ -197,3 +199,10 @@ def register_configs() -> None:
     cs.store(group="hydra/sweeper", name="sbrun", package="hydra.sweeper",
              node={"_target_": "hydra_plugins.sbrun_sweeper.sbrun_sweeper.TolerantSweeper",
                    "max_batch_size": None, "params": None})
+
+
+def refuse_removed(**given) -> None:
+    """A one-line error for a removed ``method.<key>`` option that was passed (not ``None``)."""
+    for key, value in given.items():
+        if value is not None:
+            raise ConfigError(REMOVED_OPTIONS[f"method.{key}"])

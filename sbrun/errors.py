@@ -24,6 +24,12 @@ def check_positive(name: str, value: float) -> float:
     return value
 
 
+def check_choice(name: str, value, valid) -> None:
+    """Raise ``ConfigError`` naming the valid options when ``value`` is not one of them."""
+    if value not in valid:
+        raise ConfigError(f"unknown {name} '{value}'; valid: {', '.join(map(str, valid))}")
+
+
 def one_line(e: BaseException) -> str:
     """A multi-line library message (Hydra, OmegaConf, torch) as one line.
 

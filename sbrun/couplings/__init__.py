@@ -15,7 +15,8 @@ from sbrun.couplings.gaussian import (
     gaussian_sb_conditional,
     gaussian_sb_marginal,
 )
-from sbrun.couplings.pot import METHODS, minibatch_pair, sinkhorn_log, solve_coupling
+from sbrun.couplings.minibatch import minibatch_pair
+from sbrun.couplings.pot import METHODS, sinkhorn_log, solve_coupling
 
 __all__ = [
     "METHODS",

@@ -20,17 +20,14 @@ from __future__ import annotations
 import math
 import warnings
 
-import numpy as np
 import ot
 import torch
-from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from sbrun.couplings.base import (
     CouplingResult,
     half_sq_dists,
     marginal_error,
-    sample_pairs,
     weights,
 )
 from sbrun.errors import ConfigError, check_positive
@@ -265,53 +262,3 @@ def sinkhorn_log(C: Tensor, a: Tensor, b: Tensor, eps: float, tol: float = 1e-6,
     lv = -_logmv(K.T, a)  # exact columns
     plan = K.mul_(a[:, None].to(K.dtype)).mul_((b * lv.exp())[None, :].to(K.dtype))
     return plan, (f, g + eps * lv), it
-
-
-def assignment(C: np.ndarray) -> np.ndarray:
-    """The optimal permutation for a square cost ``C: (n, n)`` (uniform weights).
-
-    POT's network simplex (``ot.emd``) returns a vertex of the Birkhoff polytope, i.e. a
-    permutation matrix, 2.5-4x faster than ``scipy.optimize.linear_sum_assignment`` at
-    n = 256-512; should a degenerate plan not be one, the assignment solver decides.
-    """
-    n = C.shape[0]
-    w = np.full(n, 1.0 / n)
-    plan = ot.emd(w, w, C)
-    perm = plan.argmax(1)
-    if np.unique(perm).size == n and np.allclose(plan[np.arange(n), perm], 1.0 / n):
-        return perm
-    return linear_sum_assignment(C)[1]
-
-
-# minibatch plans (training): float32 kernel, eps divided by 10 per stage, loose stages;
-# the last stage still meets ``tol`` (``tests/couplings/test_pot.py`` checks against POT)
-MINIBATCH_SINKHORN = {"dtype": torch.float32, "scaling": 0.1, "stage_tol": 1e-2}
-
-
-def minibatch_pair(x0: Tensor, x1: Tensor, method: str = "exact", sigma: float | None = None,
-                   generator: torch.Generator | None = None, *, tol: float = 1e-4,
-                   max_iter: int = 1000, warn: bool = False) -> tuple[Tensor, Tensor]:
-    """Re-pair a minibatch by an OT plan (OT-CFM / SB-CFM, Tong et al. 2024).
-
-    ``exact`` with ``n == m`` (uniform weights) solves the assignment problem
-    (:func:`assignment`; an optimal plan is a permutation) and returns
-    ``(x0, x1[perm])``. Otherwise the plan is solved with :func:`solve_coupling` and
-    ``n`` pairs ``(i, j) ~ P`` are drawn with replacement: ``(x0[i], x1[j])``.
-    ``independent`` returns the batch unchanged.
-
-    Args:
-        x0: ``(n, *D)``; x1: ``(m, *D)``; sigma: entropic ``sigma`` (``eps = sigma^2``).
-
-    Returns:
-        ``(x0', x1')``, each ``(n, *D)``, on the input device.
-    """
-    if method == "independent":
-        return x0, x1
-    if method == "exact" and x0.shape[0] == x1.shape[0]:
-        perm = assignment(half_sq_dists(x0, x1, torch.float64).cpu().numpy())
-        return x0, x1[torch.as_tensor(perm, device=x1.device)]
-    options = MINIBATCH_SINKHORN if method == "sinkhorn_log" else None
-    res = solve_coupling(x0, x1, method=method, sigma=sigma, tol=tol, max_iter=max_iter,
-                         warn=warn, options=options)
-    i, j = sample_pairs(res.plan, x0.shape[0], generator)
-    return x0[i.to(x0.device)], x1[j.to(x1.device)]

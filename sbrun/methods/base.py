@@ -76,6 +76,8 @@ class Method:
     generative_only: bool = False  # diffusion models start from their prior only
     directions: tuple[str, ...] = ("forward",)  # evaluated transports (DSB adds backward)
     sampler_label: str | None = None  # figure titles: how it samples, when not the solver
+    problem: Problem | None = None  # the problem and the reference, set by ``bind``
+    sde: ReferenceSDE | None = None
     # Declared capabilities (read by the pipeline, the oracle and sbrun-transport; set as
     # class attributes or in ``__init__`` / ``bind`` when they depend on the options):
     # ``uses_reference``: the method reads the reference process ``sde`` (its sigma, its

@@ -28,10 +28,10 @@ import math
 import torch
 from torch import Tensor, nn
 
+from sbrun.config import refuse_removed
 from sbrun.data.distributions import Problem
 from sbrun.errors import ConfigError
 from sbrun.methods.base import Batch, LossOutput, Phase
-from sbrun.methods.flow_matching import refuse_removed
 from sbrun.methods.score_sde import ScoreSDE, stratified
 from sbrun.sde.base import Gaussian, ReferenceSDE, expand_t
 from sbrun.sde.vp import VP

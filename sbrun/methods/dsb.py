@@ -39,11 +39,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from sbrun.config import refuse_removed
 from sbrun.data.distributions import Problem
 from sbrun.errors import ConfigError
 from sbrun.methods.base import Batch, LossOutput, Method, Phase
 from sbrun.methods.dsb_chain import MeanFn, ReferenceChain, TrajectoryCache, gamma_schedule, run_chain
-from sbrun.methods.flow_matching import refuse_removed
 from sbrun.sde.base import ReferenceSDE, expand_t
 from sbrun.solvers import Solver, SolveResult
 

@@ -22,7 +22,7 @@ noise (``path_noise``) is one of two different things:
 (Tong et al.'s three named variants). Only the bridge and the entropic coupling read the
 reference (``uses_reference``); otherwise an explicit ``sde.*`` override is refused.
 
-Couplings (:func:`couple`): ``independent``, ``exact_ot`` and ``entropic_ot`` (POT
+Couplings (:func:`sbrun.couplings.minibatch.couple`): ``independent``, ``exact_ot`` and ``entropic_ot`` (POT
 minibatch plans, Tong et al. 2024, Sec. 3.2) and ``paired`` (the pairs of a paired data
 set: row ``i`` of the source goes with row ``i`` of the target).
 
@@ -31,88 +31,29 @@ round the pair set is regenerated as ``(x0, ODE_v(x0))`` with the current (EMA) 
 and the field is trained on it for ``trainer.steps`` steps (the previous round's field
 is the initialisation).
 
-Metrics (Tong et al. 2024, Sec. 5.1): ``path_energy`` ``PE = E int_0^1 |v(t, x_t)|^2
-dt`` along the learned ODE paths of the held-out source draws (Euler on
-``energy_steps`` steps, independent of the sampling solver), ``ot_cost`` ``W2^2`` between
-the held-out source and target draws (exact, POT ``emd2``), and the normalised path
-energy ``NPE = |PE - W2^2| / W2^2``: 0 for the straight OT (Benamou–Brenier) paths.
+Metrics (Tong et al. 2024, Sec. 5.1; :mod:`sbrun.metrics.path_energy`): ``path_energy``
+``PE = E int_0^1 |v(t, x_t)|^2 dt`` along the learned ODE paths of the held-out source
+draws (Euler on ``energy_steps`` steps, independent of the sampling solver), ``ot_cost``
+``W2^2`` between the held-out source and target draws (exact, POT ``emd2``), and the
+normalised path energy ``NPE = |PE - W2^2| / W2^2``: 0 for the straight OT
+(Benamou–Brenier) paths.
 """
 
 from __future__ import annotations
 
-from functools import partial
-
 import torch
 from torch import Tensor, nn
 
-from sbrun.errors import ConfigError
+from sbrun.config import refuse_removed
+from sbrun.couplings.minibatch import check_coupling, couple, ot_pair_fn
+from sbrun.errors import ConfigError, check_choice
 from sbrun.methods.base import Batch, LossOutput, Method, Phase
+from sbrun.metrics.path_energy import PathEnergy
 from sbrun.sde.interpolants import make_interpolant
 
-COUPLINGS = ("independent", "exact_ot", "entropic_ot", "paired")
 FM_PATHS = ("linear", "trigonometric")
 PATH_NOISES = ("auto", "bridge", "constant")
 SAMPLERS = ("auto", "sde", "ode")
-def refuse_removed(**given) -> None:
-    """A one-line error for a removed option that was passed (not ``None``)."""
-    from sbrun.config import REMOVED_OPTIONS
-
-    for key, value in given.items():
-        if value is not None:
-            raise ConfigError(REMOVED_OPTIONS[f"method.{key}"])
-
-
-def couple(batch: Batch, coupling: str, sigma: float | None, paired_data: bool) -> tuple[Tensor, Tensor]:
-    """Pairs ``(x0, x1)``, each ``(B, *D)``, from a batch under ``coupling``.
-
-    ``independent`` returns independent draws (a paired batch is decoupled by a random
-    permutation of ``x1``); ``paired`` keeps a paired data set's rows together;
-    ``exact_ot`` / ``entropic_ot`` re-pair by the minibatch plan of cost ``|x - y|^2 / 2``
-    (``entropic_ot``: ``eps = sigma^2``, POT ``reg = 2 sigma^2``).
-    """
-    x0, x1 = batch.x0, batch.x1
-    if coupling == "paired":
-        if not paired_data:
-            raise ConfigError("method.coupling=paired needs paired data (data=npz data.paired=true)")
-        return x0, x1
-    if coupling == "independent":
-        if paired_data:
-            perm = torch.randperm(x1.shape[0], generator=batch.generator).to(x1.device)
-            x1 = x1[perm]
-        return x0, x1
-    return ot_pair_fn(coupling, sigma)(x0, x1, generator=batch.generator)
-
-
-def ot_pair_fn(coupling: str, sigma: float | None):
-    """``(x0, x1, generator=g) -> (x0', x1')`` re-pairing by the ``exact_ot`` /
-    ``entropic_ot`` minibatch plan (what the trainer prefetches: ``Method.pair_fn``)."""
-    from sbrun.couplings import minibatch_pair
-
-    method = "exact" if coupling == "exact_ot" else "sinkhorn_log"
-    return partial(minibatch_pair, method=method, sigma=sigma)
-
-
-def check_coupling(coupling: str) -> None:
-    if coupling not in COUPLINGS:
-        raise ConfigError(f"unknown method.coupling '{coupling}'; valid: {', '.join(COUPLINGS)}")
-
-
-@torch.no_grad()
-def euler_energy(drift, x: Tensor, steps: int) -> tuple[Tensor, Tensor]:
-    """Euler on ``steps`` uniform steps of ``[0, 1]`` with the kinetic energy along the way.
-
-    Returns ``(x_1: (B, *D), energy: (B,))``, ``energy = sum_k h |v(t_k, x_k)|^2``.
-    """
-    h = 1.0 / steps
-    energy = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
-    for k in range(steps):
-        t = torch.full((x.shape[0],), k * h, dtype=x.dtype, device=x.device)
-        v = drift(t, x)
-        energy += h * v.reshape(v.shape[0], -1).double().pow(2).sum(1)
-        x = x + h * v
-    return x, energy
-
-
 class FlowMatching(Method):
     """Conditional flow matching with a minibatch coupling; [SF]2M on Brownian-bridge paths.
 
@@ -152,8 +93,7 @@ class FlowMatching(Method):
                               f"{', '.join(FM_PATHS)} (encoder_decoder: method=stochastic-interpolant)")
         for key, value, valid in (("path_noise", path_noise, PATH_NOISES),
                                   ("sampler", sampler, SAMPLERS)):
-            if value not in valid:
-                raise ConfigError(f"unknown method.{key} '{value}'; valid: {', '.join(valid)}")
+            check_choice(f"method.{key}", value, valid)
         if not blur >= 0:
             raise ConfigError(f"method.blur must be >= 0, got {blur}")
         for key, value, low in (("reflow", reflow, 0), ("reflow_pairs", reflow_pairs, 1),
@@ -182,11 +122,9 @@ class FlowMatching(Method):
         if self.reflow and self.bridge:
             raise ConfigError("method.reflow regenerates pairs with the ODE of straight paths: "
                               "use it without bridge paths (method.path_noise=constant)")
-        self.energy_steps = int(energy_steps)
-        self.energy_points = int(energy_points)
+        self.energy = PathEnergy(energy_steps, energy_points)
         self.pairs: tuple[Tensor, Tensor] | None = None  # reflow pair set of the current round
         self._resumed_pairs: tuple[Tensor, Tensor] | None = None  # from a checkpoint
-        self._ot_cache: dict = {}
         if not self.bridge:
             self.interpolant = make_interpolant(path, "constant", self.blur**2)
 
@@ -268,7 +206,7 @@ class FlowMatching(Method):
             idx = torch.randint(0, self.pairs[0].shape[0], (batch.x1.shape[0],),
                                 generator=batch.generator).to(batch.x1.device)
             return self.pairs[0][idx], self.pairs[1][idx]
-        paired = bool(getattr(getattr(self, "problem", None), "paired", False))
+        paired = self.problem is not None and self.problem.paired
         sigma = self.reference_sigma if self.coupling == "entropic_ot" else None
         return couple(batch, self.coupling, sigma, paired)
 
@@ -322,25 +260,6 @@ class FlowMatching(Method):
             return None
         return lambda t: torch.full_like(torch.as_tensor(t, dtype=torch.float32), self.reference_sigma)
 
-    # -- metrics ----------------------------------------------------------------------------
-    def ot_cost(self, x0: Tensor, x1: Tensor) -> float:
-        """``W2^2`` between the point clouds (exact, at most 2000 points each), cached."""
-        from sbrun.metrics.distances import w2
-
-        key = (x0.data_ptr(), x1.data_ptr(), x0.shape[0], x1.shape[0])
-        if key not in self._ot_cache:
-            self._ot_cache = {key: w2(x0, x1, max_points=2000,
-                                      generator=torch.Generator().manual_seed(0)) ** 2}
-        return self._ot_cache[key]
-
     def metrics(self, nets, x0, result, target) -> dict[str, float]:
         """``path_energy``, ``ot_cost`` and ``normalized_path_energy`` (module docstring)."""
-        if not self.energy_steps:
-            return {}
-        n = self.energy_points if x0.dim() <= 2 else min(self.energy_points, 64)
-        x0, target = x0[:n], target[:n]
-        _, energy = euler_energy(self.drift(nets, sde=False), x0, self.energy_steps)
-        pe = float(energy.mean())
-        cost = self.ot_cost(x0, target)
-        return {"path_energy": pe, "ot_cost": cost,
-                "normalized_path_energy": abs(pe - cost) / max(cost, 1e-12)}
+        return self.energy(self.drift(nets, sde=False), x0, target)

@@ -22,14 +22,12 @@ cancel to first order. ``L_eta`` is ``L_s`` weighted by ``gamma_t^2`` (score err
 the ends count less, where ``s = -eta / gamma`` amplifies eta's); on the d = 128 mixture
 of ``conf/experiment/si_kl_vs_epsilon.yaml`` it gave the lower KL, hence the default.
 
-As a Schrödinger bridge: with ``coupling=entropic_ot`` (the minibatch plan of the
-reference ``dX = sigma dW``, ``eps = sigma^2``, ``sigma = sde.sigma``), the linear path,
-``gamma_t = sigma sqrt(t(1-t))`` (``a = sigma^2``) and ``epsilon = sigma^2 / 2`` (noise
-``sigma dW``), the interpolant's law is the mixture of the reference's bridges over the
-entropic plan, i.e. the Schrödinger bridge, and its forward SDE ``dX = (b + sigma^2/2 s) dt
-+ sigma dW`` is the bridge's (the [SF]2M SDE of flow matching). Leaving ``a`` and
-``epsilon`` unset gives exactly that; the oracle then scores it against the closed form
-(``bridge_sigma``) and ``sampler=auto`` samples the SDE.
+As a Schrödinger bridge (:attr:`StochasticInterpolant.is_bridge`): the entropic coupling of
+the reference ``dX = sigma dW`` (``eps = sigma^2``), the linear path, ``gamma_t = sigma
+sqrt(t(1-t))`` (``a = sigma^2``) and ``epsilon = sigma^2 / 2``: the interpolant's law is then
+the mixture of the reference's bridges over the entropic plan, and its forward SDE ``dX =
+(b + sigma^2/2 s) dt + sigma dW`` the bridge's ([SF]2M's). Unset ``a`` and ``epsilon`` give
+exactly that; the oracle scores it against the closed form and ``sampler=auto`` samples the SDE.
 
 Sampling from the source at ``t = 0``: the probability-flow ODE ``dX = b dt``, or the
 forward SDE with diffusion level ``epsilon(t)`` (Fokker–Planck ``d_t rho + div((b + eps s)
@@ -37,14 +35,13 @@ rho) = eps Lap rho`` has the same marginals ``rho_t`` for every ``eps``)::
 
     dX = (b + epsilon(t) s) dt + sqrt(2 epsilon(t)) dW,   s = -eta / gamma.
 
-With ``score_param=eta`` the score near the ends is a ratio of two vanishing quantities:
-it is read at ``t`` clipped to ``[t_clip, 1 - t_clip]``. The SDE's last step adds no noise;
+With ``score_param=eta`` the score near the ends is a ratio of two vanishing quantities,
+read at ``t`` clipped to ``[t_clip, 1 - t_clip]``; the SDE's last step adds no noise, and
 ``epsilon_schedule=vanishing`` (``epsilon(t) = epsilon gamma(t)^2 / gamma(1/2)^2``) removes
-the singularity altogether. Larger ``epsilon`` corrects errors of ``b`` (``KL(rho_1 ||
-rho_hat_1) <= 1/(4 eps) int E|b_F - b_F_hat|^2``, ``b_F = b + eps s``) but multiplies the
-error of the learned score and stiffens the SDE: there is an optimal intermediate
-``epsilon`` (seed 004: about 5 for a Gaussian mixture in d = 128; where it lies depends on
-how well ``b`` and ``s`` are learned, see ``conf/experiment/si_kl_vs_epsilon.yaml``).
+the singularity. Larger ``epsilon`` corrects errors of ``b`` (``KL(rho_1 || rho_hat_1) <=
+1/(4 eps) int E|b_F - b_F_hat|^2``, ``b_F = b + eps s``) but multiplies the learned score's
+error and stiffens the SDE: the best ``epsilon`` is intermediate (seed 004: about 5 for a
+Gaussian mixture in d = 128; see ``conf/experiment/si_kl_vs_epsilon.yaml``).
 """
 
 from __future__ import annotations
@@ -52,9 +49,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from sbrun.errors import ConfigError
+from sbrun.config import refuse_removed
+from sbrun.couplings.minibatch import check_coupling, couple
+from sbrun.errors import ConfigError, check_choice
 from sbrun.methods.base import Batch, LossOutput, Method, Phase
-from sbrun.methods.flow_matching import check_coupling, couple, refuse_removed
 from sbrun.sde.base import expand_t
 from sbrun.sde.interpolants import make_interpolant
 from sbrun.solvers import Solver, SolveResult, solver_extras
@@ -79,16 +77,14 @@ class StochasticInterpolant(Method):
         a: scale of the latent ``gamma`` (not a reference sigma); 0 gives a deterministic
             interpolant (ODE only). ``None``: ``sde.sigma^2`` with ``coupling=entropic_ot``
             (the bridge's ``gamma_t = sigma sqrt(t(1-t))``), else 1.
-        epsilon: diffusion level of the forward SDE (an *epsilon*: noise
-            ``sqrt(2 epsilon) dW``); 0 = the probability-flow ODE. ``None``: ``sde.sigma^2
-            / 2`` with ``coupling=entropic_ot`` (noise ``sigma dW``: the bridge's SDE),
-            else 1.
+        epsilon: diffusion level of the forward SDE (noise ``sqrt(2 epsilon) dW``); 0: the
+            probability-flow ODE. ``None``: ``sde.sigma^2 / 2`` with ``coupling=entropic_ot``
+            (noise ``sigma dW``: the bridge's SDE), else 1.
         epsilon_schedule: ``constant`` | ``vanishing`` (``epsilon gamma(t)^2 / gamma(1/2)^2``).
         sampler: ``auto`` (the SDE with a stochastic solver, the ODE otherwise) | ``sde``
             | ``ode``.
-        coupling: ``independent`` | ``exact_ot`` | ``entropic_ot`` | ``paired`` (see
-            :func:`sbrun.methods.flow_matching.couple`).
-            ``entropic_ot`` is the reference's plan (``eps = sde.sigma^2``).
+        coupling: ``independent`` | ``exact_ot`` | ``entropic_ot`` (the reference's plan,
+            ``eps = sde.sigma^2``) | ``paired`` (:func:`sbrun.couplings.minibatch.couple`).
         score_param: ``eta`` (a network for ``eta_z``, loss ``L_eta``, ``s = -eta / gamma``)
             | ``score`` (a network for ``s``, loss ``L_s``).
         heads: ``shared`` (one network with two output heads: half the cost, and the lower
@@ -108,12 +104,10 @@ class StochasticInterpolant(Method):
                  score_param: str = "eta", heads: str = "shared", antithetic: bool = True,
                  t_clip: float = 1e-3, coupling_sigma: float | None = None):
         refuse_removed(coupling_sigma=coupling_sigma)
-        for key, value, valid in (("sampler", sampler, SAMPLERS),
+        for key, value, valid in (("sampler", sampler, SAMPLERS), ("heads", heads, HEADS),
                                   ("score_param", score_param, SCORE_PARAMS),
-                                  ("epsilon_schedule", epsilon_schedule, SCHEDULES),
-                                  ("heads", heads, HEADS)):
-            if value not in valid:
-                raise ConfigError(f"unknown method.{key} '{value}'; valid: {', '.join(valid)}")
+                                  ("epsilon_schedule", epsilon_schedule, SCHEDULES)):
+            check_choice(f"method.{key}", value, valid)
         if epsilon is not None and not epsilon >= 0:
             raise ConfigError(f"method.epsilon must be >= 0, got {epsilon}")
         if a is not None and not a >= 0:
@@ -128,6 +122,7 @@ class StochasticInterpolant(Method):
         self.sampler, self.coupling = sampler, coupling
         self.heads, self.antithetic, self.t_clip = heads, bool(antithetic), float(t_clip)
         self.score_param = score_param
+        self._last_sde = False  # whether the last transport sampled the SDE (metrics, titles)
         # the entropic coupling is the reference's (eps = sde.sigma^2); a and epsilon left
         # unset then default to the Schrödinger bridge's (see bind), else to 1 and 1
         self.uses_reference = coupling == "entropic_ot"
@@ -148,8 +143,7 @@ class StochasticInterpolant(Method):
             self.networks = ("b",)
         else:
             self.networks = ("net",) if self.heads == "shared" else ("b", self.second)
-        half = torch.tensor([0.5], dtype=torch.float64)
-        self._gamma_half = float(self.interpolant.latent.gamma(half))
+        self._gamma_half = float(self.interpolant.latent.gamma(torch.tensor([0.5], dtype=torch.float64)))
 
     def bind(self, problem, sde) -> None:
         """With ``coupling=entropic_ot`` the reference is ``sde`` (``eps = sigma^2``), and an
@@ -171,7 +165,7 @@ class StochasticInterpolant(Method):
         """Whether this interpolant IS the Schrödinger bridge of ``dX = sigma dW``: the
         entropic coupling, the linear path, ``gamma_t = sigma sqrt(t(1-t))`` and the forward
         SDE with ``epsilon = sigma^2 / 2`` (constant)."""
-        sde = getattr(self, "sde", None)
+        sde = self.sde
         if not self.uses_reference or sde is None or sde.sigma is None:
             return False
         s2 = float(sde.sigma) ** 2
@@ -214,9 +208,8 @@ class StochasticInterpolant(Method):
         tc = t.clamp(self.t_clip, 1 - self.t_clip)
         return -self.second_field(nets, x, tc) / self.gamma(tc, x)
 
-    # -- training -------------------------------------------------------------------------
     def loss(self, nets: nn.ModuleDict, batch: Batch, phase: Phase) -> LossOutput:
-        paired = bool(getattr(getattr(self, "problem", None), "paired", False))
+        paired = self.problem is not None and self.problem.paired
         sigma = float(self.sde.sigma) if self.uses_reference else None
         x0, x1 = couple(batch, self.coupling, sigma, paired)
         t = batch.rand(x0.shape[0])
@@ -250,8 +243,8 @@ class StochasticInterpolant(Method):
 
     # -- sampling -------------------------------------------------------------------------
     def uses_sde(self, solver: Solver | None = None) -> bool:
-        """Whether transports follow the SDE (``epsilon > 0`` and a stochastic solver, or
-        ``sampler=sde``) rather than the probability-flow ODE."""
+        """Whether transports follow the SDE (``epsilon > 0``; ``sampler=sde``, the bridge or
+        a stochastic solver), not the probability-flow ODE."""
         if self.epsilon == 0 or self.sampler == "ode":
             return False
         return self.sampler == "sde" or self.is_bridge or (solver is not None and solver.stochastic)
@@ -294,23 +287,14 @@ class StochasticInterpolant(Method):
 
     def metrics(self, nets, x0, result, target) -> dict[str, float]:
         """``sde_epsilon``: the diffusion level the evaluated transport used (0: the ODE)."""
-        return {"sde_epsilon": self.epsilon if getattr(self, "_last_sde", False) else 0.0}
+        return {"sde_epsilon": self.epsilon if self._last_sde else 0.0}
 
     def figures(self, nets, evaluation) -> dict:
-        """Vectors in d > 2: source, target and generated draws projected on the target's
-        two principal directions (seed 004's "2D cross section")."""
-        gen = evaluation.result.x
-        if gen.dim() != 2 or gen.shape[1] <= 2:
-            return {}
-        from sbrun.plots import samples_2d
+        """Vectors in d > 2: source, target and generated draws on the target's principal
+        plane (seed 004's "2D cross section")."""
+        from sbrun.plots.scatter import principal_plane
 
-        tgt = evaluation.target.double()
-        centre = tgt.mean(0)
-        basis = torch.linalg.svd(tgt - centre, full_matrices=False).Vh[:2]
-
-        def proj(x: Tensor) -> Tensor:
-            return (x.double().cpu() - centre) @ basis.T
-
-        eps = self.epsilon if getattr(self, "_last_sde", False) else 0.0
-        title = f"{self.name}, ε={eps:g}, d={gen.shape[1]}: target's principal plane"
-        return {"projection": samples_2d(proj(evaluation.x0), proj(tgt), proj(gen), title)}
+        eps = self.epsilon if self._last_sde else 0.0
+        fig = principal_plane(evaluation.x0, evaluation.target, evaluation.result.x,
+                              f"{self.name}, ε={eps:g}")
+        return {} if fig is None else {"projection": fig}

@@ -129,7 +129,7 @@ def run_title(cfg: DictConfig, c: Components) -> str:
     sigma = c.sde.sigma if c.method.uses_reference else None
     if sigma is not None:
         parts.append(f"σ={sigma:g}")
-    parts.append(getattr(c.method, "sampler_label", None) or f"{cfg.solver.name} × {cfg.solver.steps}")
+    parts.append(c.method.sampler_label or f"{cfg.solver.name} × {cfg.solver.steps}")
     train_steps = sum(p.steps for p in c.method.phases(cfg.trainer.steps))
     if train_steps:
         parts.append(f"{train_steps} train steps")

@@ -33,6 +33,27 @@ def samples_2d(source, target, generated, title: str = "") -> Figure:
     return fig
 
 
+def principal_plane(source, target, generated, title: str = "") -> Figure | None:
+    """:func:`samples_2d` of vectors in ``d > 2`` projected on the target's two principal
+    directions (seed 004's "2D cross section"); ``None`` for ``d <= 2`` or non-vectors.
+
+    Args: ``(n, d)`` tensors.
+    """
+    import torch
+
+    if generated.dim() != 2 or generated.shape[1] <= 2:
+        return None
+    tgt = target.detach().double().cpu()
+    centre = tgt.mean(0)
+    basis = torch.linalg.svd(tgt - centre, full_matrices=False).Vh[:2]
+
+    def proj(x):
+        return (x.detach().double().cpu() - centre) @ basis.T
+
+    title = f"{title}, d={generated.shape[1]}: target's principal plane"
+    return samples_2d(proj(source), proj(tgt), proj(generated), title)
+
+
 def side_by_side(panels: dict, title: str = "") -> Figure:
     """One scatter panel per ``{label: (n, 2) points}``, shared axes; the first in the
     target colour (the reference), the others as generated."""

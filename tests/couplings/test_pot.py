@@ -190,7 +190,7 @@ def test_assignment_matches_the_hungarian_solver_also_with_ties(n):
     import numpy as np
     from scipy.optimize import linear_sum_assignment
 
-    from sbrun.couplings.pot import assignment
+    from sbrun.couplings.minibatch import assignment
 
     x, y = _clouds(n, n, d=2, seed=n)
     for C in (half_sq_dists(x, y, F64).numpy(), np.zeros((n, n)),  # all ties
@@ -222,7 +222,7 @@ def test_minibatch_sinkhorn_plan_matches_pot_at_the_same_tolerance():
     the 2D protocol: torchcfm's scale (costs up to ~50), sigma = 0.1 (eps / max c ~ 2e-4)."""
     import numpy as np
 
-    from sbrun.couplings.pot import MINIBATCH_SINKHORN
+    from sbrun.couplings.minibatch import MINIBATCH_SINKHORN
     from sbrun.data.toy2d import make_toy
 
     g = torch.Generator().manual_seed(0)

@@ -262,3 +262,17 @@ def test_entropic_interpolant_is_the_schrodinger_bridge(sigma):
     other.bind(Problem("g", StandardGaussian((2,)), StandardGaussian((2,))), Brownian(sigma))
     assert other.uses_reference and other.bridge_sigma() is None
     assert not StochasticInterpolant().uses_reference
+
+
+def test_principal_plane_projects_on_the_targets_two_main_directions():
+    from sbrun.plots.scatter import principal_plane
+
+    g = torch.Generator().manual_seed(0)
+    scale = torch.tensor([5.0, 0.1, 3.0, 0.1])
+    target = torch.randn(500, 4, generator=g) * scale + 1.0
+    assert principal_plane(target[:, :2], target[:, :2], target[:, :2]) is None  # d = 2
+    fig = principal_plane(target, target, target, "si")
+    xy = fig.axes[1].collections[0].get_offsets()
+    # the plane is spanned by coordinates 0 and 2: the projection keeps their spread
+    assert sorted(xy.std(0).round(0).tolist()) == [3.0, 5.0]
+    assert "d=4" in fig._suptitle.get_text()
