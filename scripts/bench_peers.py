@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
 import os
 import statistics
 import sys
@@ -47,6 +46,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # this checkout's sbrun, whatever is installed
 from sbrun.config import compose  # noqa: E402
+from sbrun.metrics.distances import w2  # noqa: E402
+from sbrun.metrics.path_energy import euler_energy  # noqa: E402
 
 TASKS = {"N->moons": "torchcfm_gaussian2moons", "N->8gaussians": "torchcfm_gaussian28gaussians",
          "moons->8gaussians": "torchcfm_moons28gaussians"}
@@ -67,23 +68,6 @@ def eval_points(data, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
     """Held-out source draws, target draws and a second target sample (the floor)."""
     g = torch.Generator().manual_seed(10_000 + seed)
     return data.source.sample(EVAL_N, g), data.target.sample(EVAL_N, g), data.target.sample(EVAL_N, g)
-
-
-def w2(x: torch.Tensor, y: torch.Tensor) -> float:
-    import ot
-
-    x, y = x.double(), y.double()
-    w = torch.full((x.shape[0],), 1.0 / x.shape[0], dtype=torch.float64)
-    return math.sqrt(float(ot.emd2(w, w, torch.cdist(x, y) ** 2, numItermax=10_000_000)))
-
-
-@torch.no_grad()
-def euler(field, x: torch.Tensor) -> torch.Tensor:
-    """``EULER`` Euler steps of ``dx = field(t, x) dt`` on [0, 1] (the same for both)."""
-    h = 1.0 / EULER
-    for k in range(EULER):
-        x = x + h * field(torch.full((x.shape[0],), k * h), x)
-    return x
 
 
 class SbrunRun:
@@ -167,7 +151,8 @@ def load() -> float:
 
 def evaluate(run, data, seed: int) -> tuple[float, float]:
     x0, y, y2 = eval_points(data, seed)
-    return w2(euler(run.field(), x0), y), w2(y2, y)
+    x1 = euler_energy(run.field(), x0, EULER)[0]  # the same Euler steps for both libraries
+    return w2(x1, y, max_points=None), w2(y2, y, max_points=None)
 
 
 def run(args) -> None:
