@@ -82,12 +82,11 @@ def evaluator_score(c, cfg, nets) -> dict:
 def gaussian_score(n: int, k: int):
     """cB-W2-UVP (%) of the forward chain from ``n`` source points, ``k`` draws each, and the
     same estimator on exact draws of the closed-form bridge (its Monte Carlo floor)."""
-    from sbrun.couplings.gaussian import Gaussian, gaussian_sb_conditional
+    from sbrun.couplings.gaussian import gaussian_sb_conditional
     from sbrun.metrics.gaussian import cbw2_uvp
 
     def score(c, cfg, nets) -> dict:
-        g0 = Gaussian(c.problem.source.mean, c.problem.source.cov)
-        g1 = Gaussian(c.problem.target.mean, c.problem.target.cov)
+        g0, g1 = c.problem.source, c.problem.target  # sbrun.data.gaussians.Gaussian (full)
         sigma = float(c.sde.sigma)
         x0 = c.problem.source.heldout(n, 0)
         g = torch.Generator().manual_seed(1)

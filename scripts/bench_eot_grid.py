@@ -73,13 +73,14 @@ def gaussian_score(run_dir: str, dim: int, sigma: float, k: int = 1000) -> dict:
     ``sbrun-transport``'s ``transport_points``, and the closed-form sampler's (the floor)."""
     import torch
 
-    from sbrun.couplings.gaussian import Gaussian, gaussian_sb_conditional, sqrtm_psd
+    from sbrun.couplings.gaussian import gaussian_sb_conditional
+    from sbrun.data.gaussians import sqrtm_psd
     from sbrun.data.problems import gaussian
     from sbrun.metrics.gaussian import cbw2_uvp
     from sbrun.transport import transport_points
 
     prob = gaussian(dim=dim)
-    g0, g1 = (Gaussian(d.mean, d.cov) for d in (prob.source, prob.target))
+    g0, g1 = prob.source, prob.target
     x0 = prob.source.heldout(100, 5)
     x1 = torch.as_tensor(transport_points(run_dir, x0.numpy(), repeats=k, seed=1)["x1"])
     mean, cov = gaussian_sb_conditional(g0, g1, sigma, x0)

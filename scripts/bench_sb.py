@@ -80,7 +80,7 @@ def score(method, nets, solver, grid, problem, bridge: float, points: int, repea
 
     ``transport(x, k) -> (n, k, d)``: ``k`` draws per row of ``x`` (default: the method's
     own ``transport`` on ``x`` repeated ``k`` times, in chunks)."""
-    from sbrun.couplings.gaussian import Gaussian, gaussian_sb_conditional
+    from sbrun.couplings.gaussian import gaussian_sb_conditional
     from sbrun.metrics.distances import w2
     from sbrun.metrics.gaussian import cbw2_uvp, plan_error
 
@@ -92,8 +92,7 @@ def score(method, nets, solver, grid, problem, bridge: float, points: int, repea
                              for chunk in xr.split(8192)])
             return out.reshape(x.shape[0], k, -1)
 
-    g0 = Gaussian(problem.source.mean, problem.source.cov)
-    g1 = Gaussian(problem.target.mean, problem.target.cov)
+    g0, g1 = problem.source, problem.target  # sbrun.data.gaussians.Gaussian (full)
     d = g0.dim
     with torch.no_grad():
         x0 = problem.source.heldout(points, seed + 10)

@@ -51,7 +51,7 @@ def forward_reverse(run_dir: Path, n: int, n_paths: int, steps: int) -> None:
     s_cols = torch.tensor([0.0, 0.1, 0.25, 0.5, 0.75, 1.0], dtype=torch.float64)
     data = c.problem.target.heldout(n, cfg.seed)
     fwd = torch.stack([sde.marginal(torch.full((n,), float(s)), data).sample(
-        torch.Generator().manual_seed(k)) for k, s in enumerate(s_cols)])
+        generator=torch.Generator().manual_seed(k)) for k, s in enumerate(s_cols)])
     grid = time_grid(steps)
     x0 = method.prior.heldout(n, cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from sbrun.data.gaussians import GaussianDistribution
+from sbrun.data.gaussians import Gaussian
 
 
 def _moments(x: Tensor) -> tuple[Tensor, Tensor]:
@@ -25,7 +25,7 @@ def _moments(x: Tensor) -> tuple[Tensor, Tensor]:
     return x.mean(0), torch.cov(x.T).reshape(x.shape[1], x.shape[1])
 
 
-def gaussian_errors(x: Tensor, target: GaussianDistribution) -> dict[str, float]:
+def gaussian_errors(x: Tensor, target: Gaussian) -> dict[str, float]:
     """Moments of ``x: (n, d)`` against the closed-form ``N(m*, S*)``."""
     from sbrun.metrics.kl import kl_gaussian
 
@@ -57,7 +57,7 @@ def control_metrics(method, nets, x0: Tensor, result, target: Tensor) -> dict[st
         if cls is not None:  # classifier reward: how often the class is hit
             out["class_rate"] = float((r > -0.6931).double().mean())  # p(class | x) > 1/2
             out["class_rate_target"] = float((rt > -0.6931).double().mean())
-    if isinstance(obj.target, GaussianDistribution):
+    if isinstance(obj.target, Gaussian):
         out.update(gaussian_errors(gen, obj.target))
     if getattr(obj.target, "ess", None) is not None:
         out["target_ess"] = obj.target.ess

@@ -14,11 +14,11 @@ import torch
 from torch import Tensor
 
 from sbrun.data.distributions import Distribution
-from sbrun.data.gaussians import GaussianDistribution
+from sbrun.data.gaussians import Gaussian
 
 
 def tilted_gaussian(mean: Tensor, cov: Tensor, center: Tensor, lam: float,
-                    name: str = "tilted gaussian") -> GaussianDistribution:
+                    name: str = "tilted gaussian") -> Gaussian:
     """The closed form of ``N(mean, cov) exp(-|x - center|^2 / (2 lam)) / Z``."""
     mean, cov, center = (torch.as_tensor(v, dtype=torch.float64) for v in (mean, cov, center))
     eye = torch.eye(cov.shape[0], dtype=torch.float64)
@@ -26,7 +26,7 @@ def tilted_gaussian(mean: Tensor, cov: Tensor, center: Tensor, lam: float,
     cov_t = torch.linalg.inv(prec)
     cov_t = 0.5 * (cov_t + cov_t.T)
     mean_t = cov_t @ (torch.linalg.solve(cov, mean) + center / lam)
-    return GaussianDistribution(mean_t, cov_t, name=name)
+    return Gaussian(mean_t, cov_t, name=name)
 
 
 class Tilted(Distribution):

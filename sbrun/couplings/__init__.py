@@ -3,12 +3,12 @@
 * :func:`solve_coupling` – exact / entropic (Sinkhorn) / independent plans between two
   clouds, cost ``|x - y|^2 / 2``, ``eps = sigma^2`` (POT ``reg = 2 sigma^2``);
 * :func:`sample_pairs`, :func:`minibatch_pair`, :func:`barycentric_map` – use a plan;
-* :mod:`sbrun.couplings.gaussian` – the closed-form Schrödinger bridge between Gaussians.
+* :mod:`sbrun.couplings.gaussian` – the closed-form Schrödinger bridge between Gaussians
+  (laws: :class:`sbrun.data.gaussians.Gaussian`).
 """
 
 from sbrun.couplings.base import CouplingResult, barycentric_map, half_sq_dists, sample_pairs
 from sbrun.couplings.gaussian import (
-    Gaussian,
     GaussianPlan,
     gaussian_eot_plan,
     gaussian_monge_map,
@@ -21,7 +21,6 @@ from sbrun.couplings.pot import METHODS, sinkhorn_log, solve_coupling
 __all__ = [
     "METHODS",
     "CouplingResult",
-    "Gaussian",
     "GaussianPlan",
     "barycentric_map",
     "gaussian_eot_plan",

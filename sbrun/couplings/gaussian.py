@@ -13,74 +13,28 @@ form")::
 and the bridge marginal is ``x_t = (1 - t) x0 + t x1 + sigma sqrt(t (1 - t)) z``. As
 ``sigma -> 0``, ``C -> A T`` with ``T`` the W2 (Bures) Monge map. All matrix functions are
 computed in float64 through ``eigh`` (``A`` must be positive definite; ``B`` may be
-singular).
+singular). The laws are :class:`sbrun.data.gaussians.Gaussian` (full form).
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 
+from sbrun.data.gaussians import Gaussian, sqrtm_psd, symmetric_part
 from sbrun.errors import ConfigError
 
-
-def _sym(S: Tensor) -> Tensor:
-    return 0.5 * (S + S.transpose(-1, -2))
+F64 = torch.float64
 
 
-def sqrtm_psd(S: Tensor, power: float = 0.5) -> Tensor:
-    """``S^power`` of symmetric PSD ``S: (..., d, d)`` via ``eigh`` (float64).
+class GaussianPlan(Gaussian):
+    """The static SB plan, the joint law of ``(x0, x1)``: a full :class:`Gaussian` with
+    ``mean: (2d,)``, ``cov: (2d, 2d)`` (singular at ``sigma = 0``) and
+    ``cross = Cov(x0, x1): (d, d)``; ``sample`` returns float64."""
 
-    Negative eigenvalues from round-off are clipped to 0; for negative ``power`` the
-    matrix must be positive definite.
-    """
-    w, V = torch.linalg.eigh(_sym(S.double()))
-    w = w.clamp_min(0.0) ** power
-    return _sym((V * w.unsqueeze(-2)) @ V.transpose(-1, -2))
-
-
-@dataclass(eq=False)
-class Gaussian:
-    """``N(mean, cov)`` with ``mean: (d,)`` and ``cov: (d, d)`` (PSD)."""
-
-    mean: Tensor
-    cov: Tensor
-
-    def __post_init__(self) -> None:
-        self.mean = torch.as_tensor(self.mean).double().reshape(-1)
-        self.cov = _sym(torch.as_tensor(self.cov).double())
-        d = self.mean.shape[0]
-        if self.cov.shape != (d, d):
-            raise ConfigError(f"cov must be ({d}, {d}), got {tuple(self.cov.shape)}")
-
-    @property
-    def dim(self) -> int:
-        return self.mean.shape[0]
-
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """``n`` draws ``m + S^{1/2} z``, ``(n, d)`` float64 (works for singular ``S``)."""
-        dev = generator.device if generator is not None else self.mean.device
-        z = torch.randn(n, self.dim, generator=generator, dtype=torch.float64, device=dev)
-        return self.mean + z.to(self.mean.device) @ sqrtm_psd(self.cov)
-
-    def log_prob(self, x: Tensor) -> Tensor:
-        """Log-density at ``x: (n, d)`` -> ``(n,)`` (``cov`` positive definite)."""
-        L = torch.linalg.cholesky(self.cov)
-        r = torch.linalg.solve_triangular(L, (x.double() - self.mean).T, upper=False)
-        logdet = 2.0 * L.diagonal().log().sum()
-        return -0.5 * (r.pow(2).sum(0) + logdet + self.dim * math.log(2 * math.pi))
-
-
-@dataclass(eq=False)
-class GaussianPlan:
-    """Static SB plan ``N(mean (2d,), cov (2d, 2d))``; ``cross = Cov(x0, x1): (d, d)``."""
-
-    mean: Tensor
-    cov: Tensor
-    cross: Tensor
+    def __init__(self, mean: Tensor, cov: Tensor, cross: Tensor):
+        super().__init__(mean, cov, name="plan", dtype=F64)
+        self.cross = cross
 
 
 def _check(g0: Gaussian, g1: Gaussian, sigma: float) -> float:
@@ -116,7 +70,7 @@ def gaussian_sb_marginal(g0: Gaussian, g1: Gaussian, sigma: float, t: float) -> 
     C = gaussian_cross_cov(g0, g1, sigma)
     eye = torch.eye(g0.dim, dtype=torch.float64, device=g0.cov.device)
     cov = (1 - t) ** 2 * g0.cov + t**2 * g1.cov + t * (1 - t) * (C + C.T + sigma**2 * eye)
-    return Gaussian((1 - t) * g0.mean + t * g1.mean, cov)
+    return Gaussian((1 - t) * g0.mean + t * g1.mean, cov, name=f"sb_marginal(t={t:g})", dtype=F64)
 
 
 def gaussian_sb_fields(g0: Gaussian, g1: Gaussian, sigma: float):
@@ -166,7 +120,7 @@ def gaussian_sb_conditional(g0: Gaussian, g1: Gaussian, sigma: float,
     K = torch.linalg.solve(g0.cov, C)  # A^{-1} C, so C^T A^{-1} x = (x^T K)^T
     x0 = x0.to(device=g0.mean.device, dtype=torch.float64)
     mean = g1.mean + (x0.reshape(x0.shape[0], -1) - g0.mean) @ K
-    cov = _sym(g1.cov - C.T @ K)
+    cov = symmetric_part(g1.cov - C.T @ K)
     return mean, cov
 
 
@@ -174,4 +128,4 @@ def gaussian_monge_map(g0: Gaussian, g1: Gaussian) -> Tensor:
     """W2 Monge map ``x -> m1 + T (x - m0)``, ``T = A^{-1/2} (A^{1/2} B A^{1/2})^{1/2}
     A^{-1/2}`` (symmetric, ``(d, d)``); the ``sigma -> 0`` limit of the SB plan."""
     Ah, Aih = sqrtm_psd(g0.cov), sqrtm_psd(g0.cov, -0.5)
-    return _sym(Aih @ sqrtm_psd(Ah @ g1.cov @ Ah) @ Aih)
+    return symmetric_part(Aih @ sqrtm_psd(Ah @ g1.cov @ Ah) @ Aih)

@@ -3,7 +3,7 @@
 from sbrun.data.distributions import Distribution, Empirical, Problem, StandardGaussian
 from sbrun.data.files import load_npz, load_paired_npz
 from sbrun.data.gaussians import (
-    GaussianDistribution,
+    Gaussian,
     GaussianMixture,
     gaussian_pair,
     random_spd,
@@ -17,7 +17,7 @@ __all__ = [
     "Problem",
     "make_toy",
     "TOY2D",
-    "GaussianDistribution",
+    "Gaussian",
     "GaussianMixture",
     "gaussian_pair",
     "random_spd",

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from sbrun.data.distributions import Distribution, Problem
-from sbrun.data.gaussians import GaussianDistribution, random_spd
+from sbrun.data.gaussians import Gaussian, random_spd
 from sbrun.errors import ConfigError
 
 _F64 = torch.float64
@@ -151,7 +151,7 @@ def eot_benchmark(dim: int = 2, eps: float | None = None, reference_sigma: float
     covs = torch.stack([component_var * random_spd(dim, g, cond) for _ in range(n_components)])
     weights = 1 + torch.rand(n_components, generator=g, dtype=_F64)
     plan = ConditionalGMMPlan(weights, means, covs, eps)
-    source = GaussianDistribution(torch.zeros(dim), torch.eye(dim, dtype=_F64), name="gaussian")
+    source = Gaussian(torch.zeros(dim), torch.eye(dim, dtype=_F64), name="gaussian")
     target = BenchmarkTarget(source, plan, f"eot_benchmark_d{dim}_eps{eps:g}")
     from sbrun.metrics.benchmark_oracle import BenchmarkOracle
 

@@ -30,10 +30,11 @@ from torch import Tensor, nn
 
 from sbrun.config import refuse_removed
 from sbrun.data.distributions import Problem
+from sbrun.data.gaussians import Gaussian
 from sbrun.errors import ConfigError
 from sbrun.methods.base import Batch, LossOutput, Phase
 from sbrun.methods.score_sde import ScoreSDE, stratified
-from sbrun.sde.base import Gaussian, ReferenceSDE, expand_t
+from sbrun.sde.base import ReferenceSDE, expand_t
 from sbrun.sde.vp import VP
 
 LOSSES = ("eps", "mu", "elbo")
@@ -149,7 +150,7 @@ class DDPM(ScoreSDE):
         def k(t: Tensor, t_next: Tensor, x: Tensor) -> Gaussian:
             i, j = self.chain.index(t[0]), self.chain.index(t_next[0])
             if i == j:  # a grid finer than the chain: nothing to do
-                return Gaussian(x, torch.zeros((), dtype=x.dtype))
+                return Gaussian(x, std=torch.zeros((), dtype=x.dtype))
             eps = self.eps(nets, x, torch.full((x.shape[0],), i / self.chain_steps, device=x.device))
             ai, aj = abar[i].item(), abar[j].item()
             alpha = torch.tensor(ai / aj, dtype=x.dtype)
@@ -165,7 +166,7 @@ class DDPM(ScoreSDE):
                 var = self.kernel_var[i].item()
             else:
                 var = (1 - aj) / (1 - ai) * (1 - ai / aj)  # posterior variance of the jump
-            return Gaussian(mean, torch.tensor(var, dtype=x.dtype).sqrt())
+            return Gaussian(mean, std=torch.tensor(var, dtype=x.dtype).sqrt())
 
         return k
 

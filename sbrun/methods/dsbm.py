@@ -160,7 +160,7 @@ class DSBM(Method):
         x0, x1 = self.pairs(batch)
         self._calls += 1
         t = self.t_min + (1 - 2 * self.t_min) * batch.rand(x0.shape[0])
-        x_t = self.sde.bridge(t, x0, x1).sample(batch.generator)
+        x_t = self.sde.bridge(t, x0, x1).sample(generator=batch.generator)
         target = self.bridge_target(t, x_t, x0, x1, self._train)
         weight = (1 - t) if self._train == "forward" else t
         err = (nets[NET[self._train]](x_t, t) - target).reshape(x0.shape[0], -1).pow(2).sum(1)

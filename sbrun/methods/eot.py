@@ -194,7 +194,7 @@ class EOT(Method):
         dev = batch.x1.device
         x0, x1 = self.x0s[i].float().to(dev), self.x1s[j].float().to(dev)
         t = batch.rand(x0.shape[0]) * 0.999
-        xt = self.sde.bridge(t, x0, x1).sample(batch.generator)
+        xt = self.sde.bridge(t, x0, x1).sample(generator=batch.generator)
         pred = nets["net"](xt, t)  # endpoint parameterisation: E[x1 | x_t]
         loss = (pred - x1).pow(2).reshape(x1.shape[0], -1).sum(1).mean()
         return LossOutput(loss, {"loss": loss.detach()})

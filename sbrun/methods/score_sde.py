@@ -24,9 +24,10 @@ import torch
 from torch import Tensor, nn
 
 from sbrun.data.distributions import Problem
+from sbrun.data.gaussians import Gaussian
 from sbrun.errors import ConfigError
 from sbrun.methods.base import Batch, LossOutput, Method, Phase
-from sbrun.sde.base import Gaussian, ReferenceSDE
+from sbrun.sde.base import ReferenceSDE
 from sbrun.sde.noising import NoisingSDE, as_noising
 from sbrun.solvers import Solver, SolveResult, solver_extras
 from sbrun.solvers.likelihood import DIVERGENCES, LogLikelihood, log_likelihood

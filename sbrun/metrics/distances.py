@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from sbrun.couplings.base import half_sq_dists
-from sbrun.couplings.gaussian import sqrtm_psd
+from sbrun.data.gaussians import sqrtm_psd
 from sbrun.errors import ConfigError
 
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from sbrun.couplings.gaussian import Gaussian, gaussian_eot_plan, gaussian_sb_conditional
+from sbrun.couplings.gaussian import gaussian_eot_plan, gaussian_sb_conditional
+from sbrun.data.gaussians import Gaussian
 from sbrun.errors import ConfigError
 from sbrun.metrics.distances import bures_sq
 

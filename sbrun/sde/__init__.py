@@ -21,7 +21,7 @@ Time convention (the one place it is written down for SDEs):
   reference used as a noising process is ``BrownianNoising`` (``as_noising``).
 """
 
-from sbrun.sde.base import Gaussian, ReferenceSDE
+from sbrun.sde.base import ReferenceSDE
 from sbrun.sde.brownian import Brownian
 from sbrun.sde.noising import BrownianNoising, NoisingSDE, as_noising
 from sbrun.sde.subvp import SubVP
@@ -30,5 +30,5 @@ from sbrun.sde.vp import VP, DiscreteVP
 
 SDES = {"brownian": Brownian, "vp": VP, "subvp": SubVP, "ve": VE}
 
-__all__ = ["Gaussian", "ReferenceSDE", "Brownian", "NoisingSDE", "BrownianNoising", "VP",
+__all__ = ["ReferenceSDE", "Brownian", "NoisingSDE", "BrownianNoising", "VP",
            "SubVP", "VE", "DiscreteVP", "as_noising", "SDES"]

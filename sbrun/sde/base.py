@@ -2,26 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 
-
-@dataclass
-class Gaussian:
-    """An isotropic-per-sample Gaussian ``N(mean, std^2 I)``.
-
-    ``mean: (B, *D)``; ``std``: a tensor broadcastable to ``mean`` (``(B, 1, ...)``).
-    """
-
-    mean: Tensor
-    std: Tensor
-
-    def sample(self, generator: torch.Generator | None = None) -> Tensor:
-        """One draw per row, shape of ``mean``."""
-        noise = torch.randn(self.mean.shape, generator=generator, dtype=self.mean.dtype)
-        return self.mean + self.std * noise.to(self.mean.device)
+from sbrun.data.gaussians import Gaussian
 
 
 def expand_t(t: Tensor | float, x: Tensor) -> Tensor:
@@ -53,11 +37,11 @@ class ReferenceSDE:
         raise NotImplementedError
 
     def marginal(self, t: Tensor, x0: Tensor) -> Gaussian:
-        """Law of ``X_t`` given ``X_0 = x0``."""
+        """Law of ``X_t`` given ``X_0 = x0``: one isotropic :class:`Gaussian` per row."""
         raise NotImplementedError(f"{self.name} has no closed-form marginal")
 
     def bridge(self, t: Tensor, x0: Tensor, x1: Tensor) -> Gaussian:
-        """Law of ``X_t`` given ``X_0 = x0`` and ``X_1 = x1``."""
+        """Law of ``X_t`` given ``X_0 = x0`` and ``X_1 = x1`` (one :class:`Gaussian` per row)."""
         raise NotImplementedError(f"{self.name} has no closed-form bridge")
 
     def bridge_drift(self, t: Tensor, x: Tensor, x1: Tensor) -> Tensor:

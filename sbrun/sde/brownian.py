@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from sbrun.data.gaussians import Gaussian
 from sbrun.errors import check_positive
-from sbrun.sde.base import Gaussian, ReferenceSDE, expand_t
+from sbrun.sde.base import ReferenceSDE, expand_t
 
 
 class Brownian(ReferenceSDE):
@@ -30,11 +31,11 @@ class Brownian(ReferenceSDE):
 
     def marginal(self, t: Tensor, x0: Tensor) -> Gaussian:
         tt = expand_t(t, x0)
-        return Gaussian(x0, self.sigma * tt.sqrt())
+        return Gaussian(x0, std=self.sigma * tt.sqrt())
 
     def bridge(self, t: Tensor, x0: Tensor, x1: Tensor) -> Gaussian:
         tt = expand_t(t, x0)
-        return Gaussian((1 - tt) * x0 + tt * x1, self.sigma * (tt * (1 - tt)).sqrt())
+        return Gaussian((1 - tt) * x0 + tt * x1, std=self.sigma * (tt * (1 - tt)).sqrt())
 
     def bridge_drift(self, t: Tensor, x: Tensor, x1: Tensor) -> Tensor:
         tt = expand_t(t, x)

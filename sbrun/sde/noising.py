@@ -23,8 +23,9 @@ import torch
 from torch import Tensor
 
 from sbrun.data.distributions import StandardGaussian
+from sbrun.data.gaussians import Gaussian
 from sbrun.errors import ConfigError
-from sbrun.sde.base import Gaussian, ReferenceSDE, expand_t
+from sbrun.sde.base import ReferenceSDE, expand_t
 
 
 def _as_time(s, like: Tensor | None = None) -> Tensor:
@@ -51,7 +52,7 @@ def gaussian_posterior(alpha_r: Tensor, var_r: Tensor, alpha_s: Tensor, var_s: T
     v = (var_s - a**2 * var_r).clamp_min(0.0)
     gain = a * var_r / var_s
     mean = alpha_r * x0 + gain * (x_s - alpha_s * x0)
-    return Gaussian(mean, (var_r * v / var_s).clamp_min(0.0).sqrt())
+    return Gaussian(mean, std=(var_r * v / var_s).clamp_min(0.0).sqrt())
 
 
 class NoisingSDE(ReferenceSDE):
@@ -118,7 +119,7 @@ class NoisingSDE(ReferenceSDE):
     def marginal(self, s: Tensor, x0: Tensor) -> Gaussian:
         """``X_s | X_0 = x0 ~ N(alpha_s x0, sigma_s^2 I)``; ``x0: (B, *D)``."""
         alpha, sigma = self.coefficients(s, x0)
-        return Gaussian(alpha * x0, sigma)
+        return Gaussian(alpha * x0, std=sigma)
 
     def posterior(self, r: Tensor | float, s: Tensor | float, x0: Tensor, x_s: Tensor) -> Gaussian:
         """Law of ``X_r`` given ``X_0 = x0`` and ``X_s = x_s`` for ``r < s``."""

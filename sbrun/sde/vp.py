@@ -19,8 +19,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from sbrun.data.gaussians import Gaussian
 from sbrun.errors import ConfigError
-from sbrun.sde.base import Gaussian, expand_t
+from sbrun.sde.base import expand_t
 from sbrun.sde.noising import NoisingSDE, gaussian_posterior
 
 SCHEDULES = ("linear", "cosine")
@@ -136,7 +137,7 @@ class DiscreteVP:
     def marginal(self, i: Tensor | int, x0: Tensor) -> Gaussian:
         """``q(x_i | x_0)``."""
         a, sigma = self.coefficients(i, x0)
-        return Gaussian(a * x0, sigma)
+        return Gaussian(a * x0, std=sigma)
 
     def posterior(self, j: int, i: int, x0: Tensor, x_i: Tensor) -> Gaussian:
         """``q(x_j | x_i, x_0)`` for ``j < i`` (for ``j = i - 1`` Ho et al.'s eq. 7)."""

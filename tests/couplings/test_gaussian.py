@@ -7,7 +7,6 @@ import torch
 from torch.testing import assert_close
 
 from sbrun.couplings import (
-    Gaussian,
     gaussian_eot_plan,
     gaussian_monge_map,
     gaussian_sb_conditional,
@@ -15,18 +14,20 @@ from sbrun.couplings import (
     sample_pairs,
     solve_coupling,
 )
-from sbrun.couplings.gaussian import gaussian_cross_cov, sqrtm_psd
+from sbrun.couplings.gaussian import gaussian_cross_cov
+from sbrun.data.gaussians import Gaussian, sqrtm_psd
 from sbrun.errors import ConfigError
 
 F64 = torch.float64
-G0 = Gaussian(torch.tensor([0.0, 1.0]), torch.tensor([[1.0, 0.3], [0.3, 0.5]]))
-G1 = Gaussian(torch.tensor([2.0, -1.0]), torch.tensor([[0.6, -0.2], [-0.2, 1.2]]))
+G0 = Gaussian(torch.tensor([0.0, 1.0]), torch.tensor([[1.0, 0.3], [0.3, 0.5]]), dtype=F64)
+G1 = Gaussian(torch.tensor([2.0, -1.0]), torch.tensor([[0.6, -0.2], [-0.2, 1.2]]), dtype=F64)
 
 
 def _random_gaussian(d, seed):
     g = torch.Generator().manual_seed(seed)
     L = torch.randn(d, d, generator=g, dtype=F64)
-    return Gaussian(torch.randn(d, generator=g, dtype=F64), L @ L.T + 0.2 * torch.eye(d, dtype=F64))
+    return Gaussian(torch.randn(d, generator=g, dtype=F64), L @ L.T + 0.2 * torch.eye(d, dtype=F64),
+                    dtype=F64)
 
 
 def test_sqrtm_psd():
@@ -86,7 +87,7 @@ def test_marginals_and_bridge_endpoints():
     sigma, t, n = 0.7, 0.3, 200_000
     plan = gaussian_eot_plan(G0, G1, sigma)
     gen = torch.Generator().manual_seed(0)
-    z = Gaussian(plan.mean, plan.cov).sample(n, gen)
+    z = plan.sample(n, gen)
     xt = (1 - t) * z[:, :2] + t * z[:, 2:] + sigma * math.sqrt(t * (1 - t)) * torch.randn(
         n, 2, generator=gen, dtype=F64)
     m = gaussian_sb_marginal(G0, G1, sigma, t)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.distributions import MultivariateNormal
 
-from sbrun.data import GaussianDistribution, GaussianMixture, gaussian_pair, random_spd
+from sbrun.data import Gaussian, GaussianMixture, gaussian_pair, random_spd
 from sbrun.errors import ConfigError
 
 F64 = torch.float64
@@ -50,7 +50,7 @@ def test_gaussian_log_prob_and_score():
 
 def test_gaussian_sampling_moments_and_determinism():
     cov = torch.tensor([[2.0, 0.6], [0.6, 0.5]], dtype=F64)
-    g = GaussianDistribution([1.0, -2.0], cov)
+    g = Gaussian([1.0, -2.0], cov)
     x = g.sample(100_000, _gen(2))
     assert x.shape == (100_000, 2) and x.dtype == torch.float32
     torch.testing.assert_close(x.double().mean(0), g.mean, atol=0.02, rtol=0)
@@ -60,9 +60,62 @@ def test_gaussian_sampling_moments_and_determinism():
 
 def test_gaussian_rejects_bad_cov():
     with pytest.raises(ConfigError):
-        GaussianDistribution([0.0, 0.0], torch.tensor([[1.0, 2.0], [2.0, 1.0]]))
+        Gaussian([0.0, 0.0], torch.tensor([[1.0, 2.0], [2.0, 1.0]]))
     with pytest.raises(ConfigError):
-        GaussianDistribution([0.0, 0.0, 0.0], torch.eye(2))
+        Gaussian([0.0, 0.0, 0.0], torch.eye(2))
+
+
+def test_gaussian_data_draw_is_mean_plus_z_cholesky():
+    """The seeded draw of data: ``m + z L^T``, ``z: (n, d)`` float64 from the generator."""
+    cov = torch.tensor([[2.0, 0.6], [0.6, 0.5]], dtype=F64)
+    m = torch.tensor([1.0, -2.0], dtype=F64)
+    z = torch.randn((7, 2), generator=_gen(5), dtype=F64)
+    expected = (m + z @ torch.linalg.cholesky(cov).T).float()
+    torch.testing.assert_close(Gaussian(m, cov).sample(7, _gen(5)), expected, rtol=0, atol=0)
+
+
+def test_singular_cov_samples_on_its_support_but_has_no_density():
+    """``N(0, [[1, 1], [1, 1]])`` (a deterministic plan): draws ``(u, u)``, ``u ~ N(0, 1)``."""
+    g = Gaussian([0.0, 0.0], torch.ones(2, 2), dtype=F64)
+    x = g.sample(50_000, _gen(6))
+    torch.testing.assert_close(x[:, 0], x[:, 1], rtol=0, atol=1e-7)
+    torch.testing.assert_close(torch.cov(x.T), torch.ones(2, 2, dtype=F64), atol=0.03, rtol=0)
+    with pytest.raises(ConfigError, match="singular"):
+        g.log_prob(x[:3])
+
+
+def test_isotropic_rows_log_prob_score_and_draws():
+    """One law per row ``N(mean[i], std[i]^2 I)``: against ``MultivariateNormal`` row by row."""
+    mean = torch.tensor([[0.0, 1.0], [2.0, -1.0], [0.5, 0.5]], dtype=F64)
+    std = torch.tensor([[0.5], [1.0], [2.0]], dtype=F64)
+    g = Gaussian(mean, std=std)
+    assert g.isotropic and g.shape == (2,) and g.dtype == F64
+    x = torch.randn(3, 2, generator=_gen(8), dtype=F64)
+    ref = torch.stack([MultivariateNormal(mean[i], std[i, 0] ** 2 * torch.eye(2, dtype=F64))
+                       .log_prob(x[i]) for i in range(3)])
+    torch.testing.assert_close(g.log_prob(x), ref)
+    torch.testing.assert_close(g.score(x), _autograd_score(g, x))
+    gen = _gen(9)
+    draws = torch.stack([g.sample(generator=gen) for _ in range(5000)])  # (K, 3, 2)
+    torch.testing.assert_close(draws.mean(0), mean, atol=0.1, rtol=0)
+    torch.testing.assert_close(draws.std(0), std.expand(3, 2), atol=0.1, rtol=0)
+    with pytest.raises(ConfigError, match="one draw per row"):
+        g.sample(4)
+    with pytest.raises(ConfigError, match="exactly one of cov"):
+        Gaussian(mean, torch.eye(2), std=std)
+
+
+def test_one_gaussian_type_for_data_couplings_and_sdes():
+    from sbrun.couplings import gaussian_eot_plan, gaussian_sb_marginal
+    from sbrun.sde import VP, Brownian
+
+    g0, g1 = gaussian_pair(2, seed=1)
+    x = torch.zeros(4, 2)
+    t = torch.full((4,), 0.5)
+    laws = [g0, gaussian_eot_plan(g0, g1, 1.0), gaussian_sb_marginal(g0, g1, 1.0, 0.3),
+            Brownian(1.0).bridge(t, x, x + 1), Brownian(1.0).marginal(t, x), VP().marginal(t, x)]
+    assert all(isinstance(law, Gaussian) for law in laws)
+    torch.testing.assert_close(laws[3].std.flatten(), torch.full((4,), 0.5))  # sqrt(t(1-t))
 
 
 def test_gaussian_pair_defaults_and_overrides():
@@ -96,7 +149,7 @@ def test_mixture_integrates_to_one():
 
 def test_mixture_single_component_is_gaussian():
     gm = GaussianMixture([3.0], torch.tensor([[1.0, 2.0, 3.0]]), std=0.7)
-    g = GaussianDistribution([1.0, 2.0, 3.0], 0.49 * torch.eye(3))
+    g = Gaussian([1.0, 2.0, 3.0], 0.49 * torch.eye(3))
     x = torch.randn(20, 3, generator=_gen(3), dtype=F64)
     torch.testing.assert_close(gm.log_prob(x), g.log_prob(x))
     torch.testing.assert_close(gm.score(x), g.score(x))

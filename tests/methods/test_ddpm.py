@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from sbrun.data.distributions import Problem
-from sbrun.data.gaussians import GaussianDistribution
+from sbrun.data.gaussians import Gaussian
 from sbrun.errors import ConfigError
 from sbrun.methods.base import Batch, Phase
 from sbrun.methods.ddpm import DDPM, mean_from_eps, mean_from_score
@@ -16,7 +16,7 @@ from sbrun.solvers import get_solver, time_grid
 F64 = torch.float64
 MEAN = torch.tensor([1.0, -0.5], dtype=F64)
 COV = torch.tensor([[0.5, 0.2], [0.2, 0.3]], dtype=F64)
-PROBLEM = Problem("gauss", GaussianDistribution(MEAN, COV, dtype=F64))
+PROBLEM = Problem("gauss", Gaussian(MEAN, COV, dtype=F64))
 
 
 

@@ -35,7 +35,7 @@ def test_bridge_matching_target_is_the_bridge_drift(direction):
     g = torch.Generator().manual_seed(0)
     x0, x1 = torch.tensor([[0.5, -1.0]], dtype=F64), torch.tensor([[2.0, 1.0]], dtype=F64)
     t, h, n = 0.3, 1e-3, 200_000
-    x_t = sde.bridge(torch.tensor([t], dtype=F64), x0, x1).sample(g)
+    x_t = sde.bridge(torch.tensor([t], dtype=F64), x0, x1).sample(generator=g)
     if direction == "forward":  # from (t, x_t) the remaining bridge to (1, x1): one step of h
         grid = torch.tensor([0.0, h / (1 - t), 1.0], dtype=F64)
         start, end = x_t, x1

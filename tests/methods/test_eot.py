@@ -20,7 +20,7 @@ def make(problem, sigma, **kw):
 @pytest.mark.parametrize("dim, sigma", [(2, 0.5), (2, 1.0), (16, 1.0)])
 def test_plan_pairs_match_closed_form_gaussian_bridge(dim, sigma):
     """Pairs (x0, x1 ~ pi(.|x0)) have the joint law of the closed-form entropic plan."""
-    from sbrun.couplings.gaussian import Gaussian, gaussian_eot_plan
+    from sbrun.couplings.gaussian import gaussian_eot_plan
 
     prob = gaussian(dim=dim, seed=3)
     m = make(prob, sigma, n_plan=1500)
@@ -29,8 +29,7 @@ def test_plan_pairs_match_closed_form_gaussian_bridge(dim, sigma):
                       generator=torch.Generator().manual_seed(2))
     joint = torch.cat([x0, res.x.double()], 1)
     emp_cross = torch.cov(joint.T)[:dim, dim:]
-    g0 = Gaussian(prob.source.mean.double(), prob.source.cov.double())
-    g1 = Gaussian(prob.target.mean.double(), prob.target.cov.double())
+    g0, g1 = prob.source, prob.target
     true = gaussian_eot_plan(g0, g1, sigma).cross
     rel = (emp_cross - true).norm() / true.norm()
     assert rel < (0.1 if dim == 2 else 0.25), rel
@@ -41,13 +40,12 @@ def test_conditional_on_target_atoms_matches_the_closed_form_gaussian_bridge():
     closed-form SB conditional: on n_atoms target draws it is near the exact sampler's score;
     on the plan's own 500 atoms (d = 8: a few dozen effective atoms per conditional) the
     conditional covariance comes out too small. The barycentric map is its mean."""
-    from sbrun.couplings.gaussian import Gaussian, gaussian_sb_conditional
+    from sbrun.couplings.gaussian import gaussian_sb_conditional
     from sbrun.metrics.gaussian import cbw2_uvp
 
     dim, k, sigma = 8, 256, 1.0
     prob = gaussian(dim=dim, seed=1)
-    g0 = Gaussian(prob.source.mean.double(), prob.source.cov.double())
-    g1 = Gaussian(prob.target.mean.double(), prob.target.cov.double())
+    g0, g1 = prob.source, prob.target
     x0 = prob.source.heldout(16, 3).double()
     mu, cov = gaussian_sb_conditional(g0, g1, sigma, x0)
     z = torch.randn(16, k, dim, generator=torch.Generator().manual_seed(5), dtype=torch.float64)

@@ -290,7 +290,8 @@ class GaussianSBFields(nn.Module):
 def test_sf2m_sde_with_closed_form_fields_samples_the_bridge_conditional(sigma):
     """dX = [v + sigma^2/2 s] dt + sigma dW from x0 reproduces the closed-form SB x1 | x0
     (mean and covariance) between Gaussians with unequal non-diagonal covariances."""
-    from sbrun.couplings.gaussian import Gaussian, gaussian_sb_conditional
+    from sbrun.couplings.gaussian import gaussian_sb_conditional
+    from sbrun.data.gaussians import Gaussian
 
     g0 = Gaussian(torch.tensor([0.5, -1.0]), torch.tensor([[1.0, 0.4], [0.4, 0.6]]))
     g1 = Gaussian(torch.tensor([2.0, 1.0]), torch.tensor([[0.5, -0.3], [-0.3, 1.5]]))

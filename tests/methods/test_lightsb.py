@@ -101,7 +101,7 @@ def test_sde_sampler_reaches_the_exact_conditional():
 def test_one_full_component_recovers_the_gaussian_bridge():
     """K = 1, full S: the loss's minimiser is the closed-form SB between Gaussians
     (conditional mean map and covariance of ``gaussian_sb_conditional``)."""
-    from sbrun.couplings.gaussian import Gaussian, gaussian_sb_conditional
+    from sbrun.couplings.gaussian import gaussian_sb_conditional
 
     sigma = 0.8
     prob = gaussian(dim=2, seed=4)
@@ -118,8 +118,7 @@ def test_one_full_component_recovers_the_gaussian_bridge():
         opt.zero_grad()
         loss.backward()
         opt.step()
-    g0 = Gaussian(prob.source.mean, prob.source.cov)
-    g1 = Gaussian(prob.target.mean, prob.target.cov)
+    g0, g1 = prob.source, prob.target
     x = prob.source.sample(5, g).double()
     mean, cov = gaussian_sb_conditional(g0, g1, sigma, x)
     _, means, var, U = pot.double().posterior(x)

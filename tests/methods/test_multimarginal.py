@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from sbrun.data.distributions import Problem
-from sbrun.data.gaussians import GaussianDistribution
+from sbrun.data.gaussians import Gaussian
 from sbrun.errors import ConfigError
 from sbrun.methods.base import Batch, Phase
 from sbrun.methods.multimarginal import Multimarginal, project
@@ -55,7 +55,7 @@ class Oracle(nn.Module):
 
 
 def gaussians(means=MEANS, covs=COVS):
-    return [GaussianDistribution(m, c, name=f"g{k}", dtype=F64)
+    return [Gaussian(m, c, name=f"g{k}", dtype=F64)
             for k, (m, c) in enumerate(zip(means, covs))]
 
 
@@ -66,7 +66,7 @@ def method_on(i=0, j=2, dists=None, **kw) -> Multimarginal:
     return mm
 
 
-def whitened(dist: GaussianDistribution, n: int, seed: int) -> torch.Tensor:
+def whitened(dist: Gaussian, n: int, seed: int) -> torch.Tensor:
     """Draws whose empirical mean and covariance (ddof 0) are exactly ``dist``'s."""
     z = torch.randn(n, dist.shape[0], generator=torch.Generator().manual_seed(seed), dtype=F64)
     z = z - z.mean(0)

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from sbrun.data.distributions import Problem
-from sbrun.data.gaussians import GaussianDistribution
+from sbrun.data.gaussians import Gaussian
 from sbrun.errors import ConfigError
 from sbrun.methods.score_sde import ScoreSDE, oracle_eps
 from sbrun.sde import VE, VP, Brownian, SubVP
@@ -36,7 +36,7 @@ SOLVERS = {
 def oracle(sde, **kw):
     """(method, nets) for data N(MEAN, COV) with the exact score as the network."""
     method = ScoreSDE(**kw)
-    method.bind(Problem("gauss", GaussianDistribution(MEAN, COV, dtype=F64)), sde)
+    method.bind(Problem("gauss", Gaussian(MEAN, COV, dtype=F64)), sde)
     return method, nn.ModuleDict({"net": oracle_eps(method.sde, gaussian_score(method.sde, MEAN,
                                                                                  COV))})
 

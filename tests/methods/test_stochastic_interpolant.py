@@ -233,7 +233,8 @@ def test_mixture_target_in_high_dimension_and_the_kl_density_metric():
 def test_entropic_interpolant_is_the_schrodinger_bridge(sigma):
     """entropic_ot with a, epsilon unset: gamma_t = sigma sqrt(t(1-t)), epsilon = sigma^2/2;
     with the closed-form b and s its SDE samples the closed-form SB x1 | x0."""
-    from sbrun.couplings.gaussian import Gaussian, gaussian_sb_conditional, gaussian_sb_fields
+    from sbrun.couplings.gaussian import gaussian_sb_conditional, gaussian_sb_fields
+    from sbrun.data.gaussians import Gaussian
 
     g0 = Gaussian(torch.tensor([0.5, -1.0]), torch.tensor([[1.0, 0.4], [0.4, 0.6]]))
     g1 = Gaussian(torch.tensor([2.0, 1.0]), torch.tensor([[0.5, -0.3], [-0.3, 1.5]]))

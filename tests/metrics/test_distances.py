@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from sbrun.couplings import Gaussian
+from sbrun.data import Gaussian
 from sbrun.errors import ConfigError
 from sbrun.metrics.distances import bures_sq, w2, w2_floor, w2_gaussian
 

@@ -3,14 +3,14 @@
 import pytest
 import torch
 
-from sbrun.couplings import Gaussian, gaussian_sb_conditional
-from sbrun.couplings.gaussian import sqrtm_psd
+from sbrun.couplings import gaussian_sb_conditional
+from sbrun.data.gaussians import Gaussian, sqrtm_psd
 from sbrun.errors import ConfigError
 from sbrun.metrics.gaussian import cbw2_uvp, plan_error
 
 F64 = torch.float64
-G0 = Gaussian(torch.tensor([0.0, 1.0]), torch.tensor([[1.0, 0.3], [0.3, 0.5]]))
-G1 = Gaussian(torch.tensor([2.0, -1.0]), torch.tensor([[0.6, -0.2], [-0.2, 1.2]]))
+G0 = Gaussian(torch.tensor([0.0, 1.0]), torch.tensor([[1.0, 0.3], [0.3, 0.5]]), dtype=torch.float64)
+G1 = Gaussian(torch.tensor([2.0, -1.0]), torch.tensor([[0.6, -0.2], [-0.2, 1.2]]), dtype=torch.float64)
 SIGMA = 0.7
 
 

@@ -15,7 +15,7 @@ def test_bridge_moments_match_closed_form(sigma):
     x1 = torch.tensor([[3.0, 0.5]], dtype=torch.float64).expand(n, 2)
     sde = Brownian(sigma)
     for t in (0.1, 0.5, 0.8):
-        xs = sde.bridge(torch.full((n,), t, dtype=torch.float64), x0, x1).sample(g)
+        xs = sde.bridge(torch.full((n,), t, dtype=torch.float64), x0, x1).sample(generator=g)
         mean = (1 - t) * x0[0] + t * x1[0]
         var = sigma**2 * t * (1 - t)
         torch.testing.assert_close(xs.mean(0), mean, atol=4 * (var / n) ** 0.5 + 1e-9, rtol=0)

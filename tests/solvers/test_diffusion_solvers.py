@@ -11,9 +11,9 @@ import math
 import pytest
 import torch
 
+from sbrun.data.gaussians import Gaussian
 from sbrun.errors import ConfigError
 from sbrun.sde import VP
-from sbrun.sde.base import Gaussian
 from sbrun.sde.noising import gaussian_marginal, gaussian_score
 from sbrun.solvers import REQUIRES, check_solver, configure, get_solver, time_grid
 
@@ -104,7 +104,7 @@ def test_ancestral_samples_the_kernel():
     x = torch.full((10_000, 1), 8.0, dtype=F64)
 
     def kernel(t, t_next, y):
-        return Gaussian(y / 2, torch.tensor(0.5, dtype=F64))
+        return Gaussian(y / 2, std=torch.tensor(0.5, dtype=F64))
 
     res = get_solver("ancestral")(None, x, time_grid(3).double(), kernel=kernel, generator=g,
                                   noise_last_step=True)

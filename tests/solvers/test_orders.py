@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from sbrun.sde.base import Gaussian
+from sbrun.data.gaussians import Gaussian
 from sbrun.solvers import SCHEME_ORDERS, SOLVERS, configure, get_solver, time_grid
 
 A, X0 = -1.3, 0.7
@@ -66,7 +66,7 @@ def ou_exact() -> Gaussian:
     """Mean ``x0 e^-theta`` and variance ``int_0^1 e^{-2 theta (1-u)} s(u)^2 du`` (quadrature)."""
     u = torch.linspace(0, 1, 200_001, dtype=torch.float64)
     var = torch.trapezoid(torch.exp(-2 * THETA * (1 - u)) * s_of(u) ** 2, u)
-    return Gaussian(torch.tensor(X_START * math.exp(-THETA)), var)
+    return Gaussian(torch.tensor([[X_START * math.exp(-THETA)]]), std=var.sqrt())
 
 
 def weak_error(solver, n: int, samples: int = 1_000_000) -> float:
@@ -75,7 +75,7 @@ def weak_error(solver, n: int, samples: int = 1_000_000) -> float:
     res = solver(lambda t, x: -THETA * x, x, time_grid(n).double(),
                  diffusion=s_of, generator=g)
     exact = ou_exact()
-    return abs(res.x.mean().item() - exact.mean.item()) + abs(res.x.var().item() - exact.std.item())
+    return abs(res.x.mean().item() - exact.mean.item()) + abs(res.x.var().item() - exact.std.item() ** 2)
 
 
 @pytest.mark.parametrize("name", ["euler_maruyama", "heun_sde"])
@@ -108,7 +108,7 @@ def test_ancestral_with_the_exact_kernel_is_exact():
 
     def kernel(t, t_next, x):
         h = (t_next - t)[:, None]
-        return Gaussian(x * torch.exp(-THETA * h), s * torch.sqrt((1 - torch.exp(-2 * THETA * h))
+        return Gaussian(x * torch.exp(-THETA * h), std=s * torch.sqrt((1 - torch.exp(-2 * THETA * h))
                                                                   / (2 * THETA)))
 
     x = torch.full((1_000_000, 1), X_START, dtype=torch.float64)
