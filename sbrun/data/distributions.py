@@ -112,15 +112,16 @@ class Problem:
         source: distribution at ``t = 0``; ``None`` for a generative problem, where the
             method's prior fills in.
         paired: row ``i`` of an empirical source goes with row ``i`` of the target.
-        oracle: optional closed-form ground truth (e.g. ``GaussianPair`` for
-            Gaussian-to-Gaussian problems).
+        truth: the closed-form ground truth the problem knows, if any (a
+            :mod:`sbrun.data.truth` type, e.g. ``GaussianPair`` for Gaussian-to-Gaussian
+            problems); the pipeline attaches the scorer that uses it.
     """
 
     name: str
     target: Distribution
     source: Distribution | None = None
     paired: bool = False
-    oracle: object | None = None
+    truth: object | None = None
     extra: dict = field(default_factory=dict)
 
     @property

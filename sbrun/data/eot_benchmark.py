@@ -32,6 +32,7 @@ from torch import Tensor
 
 from sbrun.data.distributions import Distribution, Problem
 from sbrun.data.gaussians import Gaussian, random_spd
+from sbrun.data.truth import KnownPlan
 from sbrun.errors import ConfigError
 
 _F64 = torch.float64
@@ -129,9 +130,9 @@ def eot_benchmark(dim: int = 2, eps: float | None = None, reference_sigma: float
 
     ``eps``: the benchmark's epsilon; ``None`` takes the run's ``sde.sigma^2``
     (``reference_sigma``, read from the config), and a given ``eps`` must agree with it: one
-    epsilon per run. The problem carries a :class:`~sbrun.metrics.benchmark_oracle.
-    BenchmarkOracle` scoring ``oracle_points`` held-out source points with
-    ``oracle_repeats`` draws each.
+    epsilon per run. The problem declares its truth, a :class:`~sbrun.data.truth.KnownPlan`
+    (the plan, scored on ``oracle_points`` held-out source points with ``oracle_repeats``
+    draws each).
     """
     if dim < 1 or n_components < 1:
         raise ConfigError(f"eot_benchmark: dim and n_components must be >= 1, got {dim}, {n_components}")
@@ -153,7 +154,5 @@ def eot_benchmark(dim: int = 2, eps: float | None = None, reference_sigma: float
     plan = ConditionalGMMPlan(weights, means, covs, eps)
     source = Gaussian(torch.zeros(dim), torch.eye(dim, dtype=_F64), name="gaussian")
     target = BenchmarkTarget(source, plan, f"eot_benchmark_d{dim}_eps{eps:g}")
-    from sbrun.metrics.benchmark_oracle import BenchmarkOracle
-
-    oracle = BenchmarkOracle(plan, n=oracle_points, repeats=oracle_repeats, seed=seed)
-    return Problem(name, target, source, oracle=oracle, extra={"eps": eps, "plan": plan})
+    truth = KnownPlan(plan, points=int(oracle_points), repeats=int(oracle_repeats), seed=int(seed))
+    return Problem(name, target, source, truth=truth)

@@ -42,20 +42,14 @@ def gaussian(dim: int = 2, seed: int = 0, mean0=None, cov0=None, mean1=None, cov
     """Gaussian to Gaussian in ``dim`` dimensions; random SPD covariances from ``seed`` with
     condition number ``cond`` (``cond=1``: identities, the DSBM paper's Gaussian problem).
 
-    The problem carries a :class:`~sbrun.metrics.oracle.GaussianOracle` so runs report
-    their error against the closed-form Schrödinger bridge.
+    The problem declares its truth, a :class:`~sbrun.data.truth.GaussianPair`, so runs
+    report their error against the closed-form Schrödinger bridge.
     """
     from sbrun.data.gaussians import gaussian_pair
+    from sbrun.data.truth import GaussianPair
 
     g0, g1 = gaussian_pair(dim, seed, mean0=mean0, cov0=cov0, mean1=mean1, cov1=cov1, cond=cond)
-    oracle = None
-    try:
-        from sbrun.metrics.oracle import GaussianOracle
-
-        oracle = GaussianOracle(g0, g1)
-    except ImportError:  # pragma: no cover
-        pass
-    return Problem(name, g1, None if generative else g0, oracle=oracle)
+    return Problem(name, g1, None if generative else g0, truth=GaussianPair(g0, g1))
 
 
 def mixture1d(source_means=(-1.0, 1.0), source_stds=(0.3, 0.3), source_weights=(0.5, 0.5),

@@ -11,7 +11,8 @@ are the image's own), which is the conditioning.
   upsampled back to 28x28 (nearest), plus ``N(0, noise^2)`` noise everywhere.
 
 The corruption of each image is drawn once, from ``seed`` (a fixed coupling).
-Metrics: :mod:`sbrun.metrics.restoration`.
+The problem declares its truth, a :class:`~sbrun.data.truth.Restoration` (metrics:
+:mod:`sbrun.metrics.restoration`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from torch import Tensor
 
 from sbrun.data.distributions import Problem
 from sbrun.data.images import ImageSet, load_mnist
+from sbrun.data.truth import Restoration
 from sbrun.errors import ConfigError
 
 
@@ -54,34 +56,30 @@ def superres(x: Tensor, factor: int, noise: float, generator: torch.Generator) -
     return up + noise * torch.randn(x.shape, generator=generator)
 
 
-def _paired(name: str, clean: ImageSet, corrupt, seed: int, extra: dict) -> Problem:
+def _paired(name: str, clean: ImageSet, corrupt, seed: int, truth: Restoration) -> Problem:
     g = torch.Generator().manual_seed(10_009 + seed)
     src = ImageSet(corrupt(clean.train, g), corrupt(clean.test, g), f"{name}_x0")
     tgt = ImageSet(clean.train, clean.test, clean.name, clean.labels_train, clean.labels_test)
-    return Problem(name, tgt, src, paired=True, extra=extra)
+    return Problem(name, tgt, src, paired=True, truth=truth)
 
 
 def mnist_inpaint(root: str | None = None, size: int = 14, noise: float = 1.0,
                   max_train: int | None = None, max_test: int | None = None, seed: int = 0,
                   name: str = "mnist_inpaint") -> Problem:
     """MNIST in-painting: ``x0`` = the digit with a ``size`` square of noise, ``x1`` = the digit."""
-    from sbrun.metrics.restoration import RestorationMetrics
-
     if not noise > 0:
         raise ConfigError(f"mnist_inpaint: data.noise must be > 0, got {noise}")
     clean = load_mnist(root, max_train, max_test, seed)
     return _paired(name, clean, lambda x, g: inpaint(x, size, noise, g), seed,
-                   {"metrics": RestorationMetrics("inpaint")})
+                   Restoration("inpaint"))
 
 
 def mnist_superres(root: str | None = None, factor: int = 2, noise: float = 0.1,
                    max_train: int | None = None, max_test: int | None = None, seed: int = 0,
                    name: str = "mnist_superres") -> Problem:
     """MNIST super-resolution: ``x0`` = the ``28 / factor`` digit upsampled plus noise."""
-    from sbrun.metrics.restoration import RestorationMetrics
-
     if not noise >= 0:
         raise ConfigError(f"mnist_superres: data.noise must be >= 0, got {noise}")
     clean = load_mnist(root, max_train, max_test, seed)
     return _paired(name, clean, lambda x, g: superres(x, factor, noise, g), seed,
-                   {"metrics": RestorationMetrics("superres", factor)})
+                   Restoration("superres", factor))

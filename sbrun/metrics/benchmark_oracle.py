@@ -72,8 +72,9 @@ class BenchmarkOracle:
         return self._floor[key]
 
     @torch.no_grad()
-    def score(self, method, nets, evaluator) -> dict[str, float]:
-        """``cbw2_uvp`` (and its floor) of the method's conditionals on held-out points."""
+    def score(self, method, nets, evaluator, samples=None) -> dict[str, float]:
+        """``cbw2_uvp`` (and its floor) of the method's conditionals on held-out points,
+        from its own ``repeats`` draws per point (``samples`` are not used)."""
         sigma = _bridge_sigma(method)
         if sigma is None or not math.isclose(sigma**2, self.plan.eps, rel_tol=1e-6):
             return {}  # the method bridges another reference: no ground truth for it

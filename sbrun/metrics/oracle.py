@@ -17,7 +17,8 @@ class GaussianOracle:
     """Scores a run against the closed-form SB between ``g0`` (source) and ``g1`` (target).
 
     Args:
-        g0, g1: full :class:`~sbrun.data.gaussians.Gaussian` s with ``mean (d,)`` and ``cov (d, d)``.
+        g0, g1: full :class:`~sbrun.data.gaussians.Gaussian` s, ``mean (d,)``, ``cov (d, d)``
+            (a :class:`~sbrun.data.truth.GaussianPair`; :func:`sbrun.metrics.truth.scorer_for`).
         n: source points scored; ``repeats``: draws per source point for stochastic
             methods (the conditional law needs several).
     """
@@ -26,7 +27,10 @@ class GaussianOracle:
         self.g0, self.g1, self.n, self.repeats = g0, g1, n, repeats
 
     @torch.no_grad()
-    def score(self, method, nets, evaluator) -> dict[str, float]:
+    def score(self, method, nets, evaluator, samples=None) -> dict[str, float]:
+        """``cbw2_uvp``, ``plan_bw2_uvp`` and ``oracle_sigma`` of the bridge ``method``
+        claims, from its own ``repeats`` draws per point (``samples``, the evaluation's
+        single draws, are not used)."""
         from sbrun.metrics.gaussian import cbw2_uvp, plan_error
 
         sigma = method.bridge_sigma()

@@ -1,4 +1,5 @@
-"""Restoration metrics of paired image problems (:mod:`sbrun.data.restoration`).
+"""Restoration metrics of paired image problems (:mod:`sbrun.data.restoration`, whose
+truth is a :class:`~sbrun.data.truth.Restoration`).
 
 Images are in ``[-1, 1]`` (data range 2): ``PSNR = 10 log10(4 / MSE)`` per image, averaged.
 
@@ -37,6 +38,10 @@ class RestorationMetrics:
 
     def __init__(self, kind: str, factor: int = 2):
         self.kind, self.factor = kind, int(factor)
+
+    def score(self, method, nets, evaluator, samples: Tensor) -> dict:
+        """The metrics of the evaluation's completions ``samples`` of ``evaluator.source``."""
+        return self(evaluator.source, samples, evaluator.target)
 
     def __call__(self, x0: Tensor, completed: Tensor, x1: Tensor) -> dict:
         x0, completed, x1 = (t.detach().cpu().float() for t in (x0, completed, x1))

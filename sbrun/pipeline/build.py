@@ -20,6 +20,7 @@ from sbrun.errors import ConfigError, SbrunError
 from sbrun.methods.base import Method
 from sbrun.methods.classifier_guidance import make_classifier_guidance
 from sbrun.methods.guidance import make_conditioning
+from sbrun.metrics.truth import scorer_for
 from sbrun.pipeline.data import BatchSource
 from sbrun.sde.base import ReferenceSDE
 from sbrun.solvers import Solver, configure, get_solver
@@ -38,6 +39,7 @@ class Components:
     nets: nn.ModuleDict
     data: BatchSource
     device: torch.device
+    scorer: object | None = None  # scores runs against problem.truth (sbrun.metrics.truth)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -145,4 +147,4 @@ def build(cfg: DictConfig) -> Components:
              **method.model_kwargs(k), **(cond.model_kwargs() if cond else {}))
         for k in method.networks
     }).to(device)
-    return Components(problem, sde, method, solver, nets, data, device)
+    return Components(problem, sde, method, solver, nets, data, device, scorer_for(problem.truth))

@@ -61,14 +61,16 @@ class Evaluator:
 
     Metrics: ``w2`` and ``w2_floor`` (W2 between two independent target sets of the
     same size), ``kl`` (2D: KDE on a grid), ``nfe``; ``*_backward`` for methods that
-    learn both directions; oracle scores when the problem has a closed form.
+    learn both directions; the scores of ``scorer`` (``Components.scorer``: the problem's
+    ground truth, an oracle or restoration metrics) when the problem has one.
     """
 
     def __init__(self, cfg: EvalConfig, method: Method, data: BatchSource, solver: Solver,
-                 solver_steps: int, device: torch.device, seed: int = 0):
+                 solver_steps: int, device: torch.device, seed: int = 0, scorer=None):
         check_eval_config(cfg)
         check_solver(solver, method)  # a solver the method cannot feed fails before training
         self.cfg, self.method, self.data, self.solver = cfg, method, data, solver
+        self.scorer = scorer
         self.device, self.seed = device, seed
         self.grid = time_grid(solver_steps)
         self.target, self.target_b = heldout_halves(data.target, cfg.n_samples, seed)
@@ -221,14 +223,10 @@ class Evaluator:
             metrics.update(self.method.metrics(nets, self.source.to(self.device), res,
                                                self.target.to(self.device)))
         metrics.update(self._kl_density(res.x))
-        restoration = self.data.problem.extra.get("metrics")  # paired restoration problems
-        if restoration is not None:
-            metrics.update(restoration(self.source, res.x, self.target))
         if self.cfg.fid != "none" and res.x.dim() == 4:
             metrics.update(self._fid(res.x, self.cfg.fid))
-        oracle = getattr(self.data.problem, "oracle", None)
-        if oracle is not None and hasattr(oracle, "score"):
-            metrics.update(oracle.score(self.method, nets, self))
+        if self.scorer is not None:  # the problem's ground truth (sbrun.metrics.truth)
+            metrics.update(self.scorer.score(self.method, nets, self, res.x))
         metrics["eval_seconds"] = time.perf_counter() - t0
         self.last = Evaluation(metrics, self.source, res, self.target, backward, self.source,
                                labels)

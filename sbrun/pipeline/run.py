@@ -236,7 +236,8 @@ def run(cfg: DictConfig, run_dir: str | Path, group: str | None = None,
     state = load_checkpoint(ckpt, map_location=c.device) if ckpt is not None else None
     if not dist.is_main:
         return train_replica(cfg, c, run_dir, dist, state, ckpt)
-    evaluator = Evaluator(cfg.eval, c.method, c.data, c.solver, cfg.solver.steps, c.device, cfg.seed)
+    evaluator = Evaluator(cfg.eval, c.method, c.data, c.solver, cfg.solver.steps, c.device, cfg.seed,
+                          scorer=c.scorer)
     hook = EvalHook(cfg, evaluator, run_title(cfg, c), run_dir)
     try:
         progress = make_progress(cfg.trainer.progress)

@@ -8,6 +8,7 @@ import torch
 
 from sbrun.data.eot_benchmark import eot_benchmark
 from sbrun.errors import ConfigError
+from sbrun.metrics.truth import scorer_for
 
 F64 = torch.float64
 
@@ -17,7 +18,7 @@ def test_conditional_law_is_kernel_times_b(eps):
     """``pi(y | x) ∝ N(y | x, eps I) b(y)``: importance weights on draws of ``b`` (by hand)
     against the plan's closed-form moments and its sampler."""
     prob = eot_benchmark(dim=3, eps=eps, seed=1)
-    plan = prob.extra["plan"]
+    plan = prob.truth.plan
     g = torch.Generator().manual_seed(0)
     k = torch.multinomial(plan.weights, 400_000, replacement=True, generator=g)
     z = torch.randn(400_000, 3, generator=g, dtype=F64)
@@ -37,17 +38,17 @@ def test_conditional_law_is_kernel_times_b(eps):
 def test_target_is_the_plans_second_marginal():
     prob = eot_benchmark(dim=4, eps=1.0)
     y = prob.target.sample(100_000, torch.Generator().manual_seed(2)).double()
-    assert float(y.var(0).sum()) == pytest.approx(prob.oracle.total_var(), rel=0.02)
+    assert float(y.var(0).sum()) == pytest.approx(scorer_for(prob.truth).total_var(), rel=0.02)
 
 
 def test_oracle_true_sampler_scores_near_zero_wrong_ones_large():
     prob = eot_benchmark(dim=2, eps=1.0)
-    oracle, plan = prob.oracle, prob.extra["plan"]
+    oracle, plan = scorer_for(prob.truth), prob.truth.plan
     g = torch.Generator().manual_seed(3)
     x0 = prob.source.sample(100, g).double()
     true = plan.sample(x0.repeat_interleave(1000, 0), g).reshape(100, 1000, 2)
     assert oracle.cbw2_uvp(x0, true) < 0.5
-    wrong_eps = eot_benchmark(dim=2, eps=0.3).extra["plan"]  # same b, another eps
+    wrong_eps = eot_benchmark(dim=2, eps=0.3).truth.plan  # same b, another eps
     other = wrong_eps.sample(x0.repeat_interleave(1000, 0), g).reshape(100, 1000, 2)
     assert oracle.cbw2_uvp(x0, other) > 10
     indep = prob.target.sample(100_000, g).double().reshape(100, 1000, 2)
@@ -58,6 +59,6 @@ def test_oracle_true_sampler_scores_near_zero_wrong_ones_large():
 def test_eps_must_agree_with_the_reference():
     with pytest.raises(ConfigError, match="sde.sigma=0.316"):
         eot_benchmark(dim=2, eps=0.1, reference_sigma=1.0)
-    assert eot_benchmark(dim=2, reference_sigma=math.sqrt(0.1)).extra["eps"] == pytest.approx(0.1)
+    assert eot_benchmark(dim=2, reference_sigma=math.sqrt(0.1)).truth.plan.eps == pytest.approx(0.1)
     with pytest.raises(ConfigError):
         eot_benchmark(dim=2)
