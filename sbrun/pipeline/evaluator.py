@@ -10,27 +10,16 @@ import torch
 from torch import Tensor
 
 from sbrun.config import EvalConfig
-from sbrun.data.distributions import Distribution, Empirical
+from sbrun.data.distributions import Distribution
 from sbrun.errors import ConfigError
 from sbrun.methods.base import Method
 from sbrun.methods.guidance import conditioning_of
+from sbrun.metrics.pairs import heldout_halves
 from sbrun.pipeline.data import BatchSource
 from sbrun.solvers import check_solver
 from sbrun.solvers.base import Solver, SolveResult, time_grid
 
 log = logging.getLogger(__name__)
-
-
-def heldout_halves(dist: Distribution, n: int, seed: int) -> tuple[Tensor, Tensor]:
-    """Two independent held-out sets of equal size (at most ``n`` each).
-
-    An empirical test set is split into disjoint halves, so the floor is honest.
-    """
-    if isinstance(dist, Empirical):
-        m = min(n, dist.test.shape[0] // 2)
-        perm = torch.randperm(dist.test.shape[0], generator=torch.Generator().manual_seed(seed))
-        return dist.test[perm[:m]], dist.test[perm[m: 2 * m]]
-    return dist.heldout(n, seed), dist.heldout(n, seed + 1)
 
 
 def check_eval_config(cfg: EvalConfig) -> None:
