@@ -26,6 +26,10 @@ class Distribution:
 
     shape: tuple[int, ...] = ()
     name: str = "distribution"
+    # Class labels of the training / test rows, ``(N,)`` int64, where the data set has them
+    # (labelled image sets); ``None`` otherwise.
+    labels_train: Tensor | None = None
+    labels_test: Tensor | None = None
 
     @property
     def dim(self) -> int:

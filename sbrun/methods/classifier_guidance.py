@@ -28,7 +28,8 @@ methods regress is affine in the score, ``out_w = out + k_t (s_w - s)``, with
 
 The classifier reads sbrun time ``t`` (0: prior, 1: data) for every method; score-SDE's
 noising time is ``s = 1 - (1 - s_min) t``. Its file stores the path ``(B_t, S_t)`` it was
-trained on; a run on another path refuses it. Methods are told apart by what they hold.
+trained on; a run on another path refuses it. Methods are told apart by what they declare
+(``Method.family``, ``second_head``, ``coupling``, ``reflow``).
 """
 
 from __future__ import annotations
@@ -43,26 +44,15 @@ from sbrun.data.conditional import Labels, labels_of
 from sbrun.errors import ConfigError
 from sbrun.models.noisy_classifier import PATH_GRID, TRAIN_CMD, load_noisy_classifier
 from sbrun.sde.base import expand_t
-from sbrun.sde.noising import NoisingSDE
 
 T_MIN = 0.1  # interpolant paths: guidance reads t clipped to [T_MIN, 1] (B_t = 0 at t = 0)
-
-
-def family(method) -> str | None:
-    """``interpolant`` (flow matching, stochastic interpolants), ``chain`` (DDPM),
-    ``noising`` (score-SDE), or ``None`` (no score to guide)."""
-    if getattr(method, "interpolant", None) is not None and hasattr(method, "fields"):
-        return "interpolant"
-    if isinstance(getattr(method, "sde", None), NoisingSDE) and callable(getattr(method, "eps", None)):
-        return "chain" if hasattr(method, "chain") else "noising"
-    return None
 
 
 def path_coefficients(method, t: Tensor) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
     """``(B_t, S_t, B'_t, S_t S'_t)`` of the run's path ``x_t = B_t x1 + S_t eps`` at sbrun
     times ``t: (n,)`` (float64; the derivatives are ``None`` for noising SDEs)."""
     t = torch.as_tensor(t, dtype=torch.float64)
-    if family(method) == "interpolant":
+    if method.family == "interpolant":
         c = method.interpolant.coefficients(t)
         s2 = c.alpha_t**2 + c.gamma_t**2
         return c.beta_t, s2.sqrt(), c.d_beta_t, c.alpha_t * c.d_alpha_t + c.gamma_d_gamma_t
@@ -93,7 +83,7 @@ def output_map(method, name: str):
     """``f(inp, tn) -> (x, t, k)`` for network ``name`` called as ``net(inp, tn)``: the state
     ``x``, the classifier's sbrun time ``t: (B,)`` and ``k: (B, heads)``, the output change
     per unit of score change for each output head."""
-    fam = family(method)
+    fam = method.family
     if fam == "interpolant":
         return _interpolant_map(method, name)
     sde = method.sde
@@ -112,10 +102,9 @@ def output_map(method, name: str):
 
 
 def _interpolant_map(method, name: str):
-    second = getattr(method, "second", None)  # stochastic interpolants: "eta" | "s"
     heads = {"b": ("v",), "eta": ("eta",), "s": ("s",)}.get(name)
     if heads is None:  # "net": one head, or two stacked (velocity/drift + score or eta)
-        heads = ("v", second) if second else (("v", "s") if getattr(method, "bridge", False) else ("v",))
+        heads = ("v", method.second_head) if method.second_head else ("v",)
 
     def f(inp: Tensor, tn: Tensor):
         t = tn.to(torch.float64).clamp(T_MIN, 1.0)
@@ -178,20 +167,19 @@ class ClassifierGuidance:
 
 def check_method(method) -> None:
     """Refuse a method whose outputs are not the affine maps of the score above."""
-    name = getattr(method, "name", type(method).__name__)
-    fam = family(method)
+    fam = method.family
     if fam is None:
-        raise ConfigError(f"sampler.classifier_path: method={name} has no score to guide (use "
+        raise ConfigError(f"sampler.classifier_path: method={method.name} has no score to guide (use "
                           "ddpm, score-sde, flow-matching or stochastic-interpolant)")
-    if fam == "chain" and getattr(method, "loss_type", "eps") == "mu":
+    if fam == "chain" and method.loss_type == "mu":
         raise ConfigError("sampler.classifier_path with method.loss=mu: guidance shifts the "
                           "noise prediction; use method.loss=eps or elbo")
     if fam != "interpolant":
         return
-    if getattr(method, "coupling", "independent") != "independent" or getattr(method, "reflow", 0):
+    if method.coupling != "independent" or method.reflow:
         raise ConfigError("sampler.classifier_path needs method.coupling=independent and no "
                           "reflow: the velocity is then affine in the score of a Gaussian path")
-    if getattr(method, "path", "linear") == "encoder_decoder":
+    if method.interpolant.path.name == "encoder_decoder":
         raise ConfigError("sampler.classifier_path: the encoder_decoder path forgets x1 before "
                           "t = 1/2 (B_t = 0); use method.path=linear or trigonometric")
 

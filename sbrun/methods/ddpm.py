@@ -71,6 +71,7 @@ class DDPM(ScoreSDE):
     """
 
     name = "ddpm"
+    family = "chain"
 
     def __init__(self, chain_steps: int = 1000, loss: str = "eps", likelihood: bool = True,
                  sampler: str = "auto", nll_points: int = 500, divergence: str = "auto",

@@ -99,6 +99,7 @@ class DSB(Method):
         self._calls = 0
         self._frozen: MeanFn | None = None
         self._ipf_iter: int | None = None
+        self._first_samples: Tensor | None = None  # generated after IPF 1 (the figure)
 
     # -- set-up --------------------------------------------------------------------
     def bind(self, problem: Problem, sde: ReferenceSDE) -> None:
@@ -259,7 +260,7 @@ class DSB(Method):
         """2D: data next to the points generated after IPF iteration 1 and after the last
         (seed 003, "after 1 and 20 DSB steps"), when this process saw IPF 1 (not after a
         resume past it)."""
-        first = getattr(self, "_first_samples", None)
+        first = self._first_samples
         if first is None or first.shape[1:] != (2,) or self._ipf_iter in (None, 1):
             return {}
         from sbrun.plots.scatter import side_by_side

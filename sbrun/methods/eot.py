@@ -89,7 +89,9 @@ class EOT(Method):
         self.solver, self.n_plan, self.n_atoms, self.map = solver, n_plan, n_atoms, map
         self.networks = ("net",) if map == "neural" else ()  # plan/barycentric: training-free
         self.max_iter, self.tol, self.plan_seed = max_iter, tol, plan_seed
-        self.coupling = self._atoms = None
+        self.solution = self._atoms = None  # the solved static plan (CouplingResult)
+        self.coupling = "exact_ot" if solver == "emd" else "entropic_ot"  # pairs drawn from it
+        self._traces = None  # Sinkhorn traces of the convergence figure (eot_figures)
 
     # -- setup ---------------------------------------------------------------------
     def bind(self, problem, sde) -> None:
@@ -119,7 +121,7 @@ class EOT(Method):
 
     def solve(self, source_dist=None) -> None:
         """Solve the static plan once (lazily) on ``n_plan`` draws of each side."""
-        if self.coupling is not None:
+        if self.solution is not None:
             return
         from sbrun.couplings import solve_coupling
         from sbrun.data.distributions import StandardGaussian
@@ -130,7 +132,7 @@ class EOT(Method):
         self.x1s = self._draw(self.problem.target, self.n_plan, g).double()
         method = "exact" if self.solver == "emd" else self.solver
         exact = method == "exact"  # the network simplex uses its own iteration limit
-        self.coupling = solve_coupling(self.x0s, self.x1s, method=method,
+        self.solution = solve_coupling(self.x0s, self.x1s, method=method,
                                        sigma=None if exact else self.sigma,
                                        max_iter=None if exact else self.max_iter, tol=self.tol)
 
@@ -138,7 +140,7 @@ class EOT(Method):
     def state_dict(self) -> dict:
         """The static plan (tensors and numbers only) for the run's checkpoint."""
         self.solve()
-        c = self.coupling
+        c = self.solution
         return {"x0s": self.x0s, "x1s": self.x1s, "plan": c.plan, "cost": float(c.cost),
                 "potentials": None if c.potentials is None else list(c.potentials),
                 "converged": bool(c.converged), "n_iter": int(c.n_iter), "err": float(c.err)}
@@ -149,7 +151,7 @@ class EOT(Method):
         pot = state["potentials"]
         self.x0s, self.x1s = state["x0s"].cpu(), state["x1s"].cpu()
         self._atoms = None
-        self.coupling = CouplingResult(state["plan"].cpu(), state["cost"],
+        self.solution = CouplingResult(state["plan"].cpu(), state["cost"],
                                        None if pot is None else (pot[0].cpu(), pot[1].cpu()),
                                        state["converged"], state["n_iter"], state["err"])
 
@@ -164,7 +166,7 @@ class EOT(Method):
         """``(y (M, *D), g(y) (M,))``: the conditional's target atoms and potential (``g``
         ``None`` for ``emd``: the plan rows of the nearest solved source point are used)."""
         self.solve()
-        pot = self.coupling.potentials
+        pot = self.solution.potentials
         if self.eps == 0 or pot is None:
             return self.x1s, None
         if self._atoms is None:
@@ -183,14 +185,14 @@ class EOT(Method):
     def _nearest_rows(self, x: Tensor) -> Tensor:
         """``pi(. | x)`` of the exact plan: the row of the nearest solved source point."""
         xf, x0s = x.reshape(x.shape[0], -1).double(), self.x0s.reshape(self.x0s.shape[0], -1)
-        p = self.coupling.plan[torch.cdist(xf, x0s.to(xf.device)).argmin(1).cpu()]
+        p = self.solution.plan[torch.cdist(xf, x0s.to(xf.device)).argmin(1).cpu()]
         return p / p.sum(1, keepdim=True)
 
     # -- neural drift: bridge matching on plan pairs ----------------------------------
     def loss(self, nets: nn.ModuleDict, batch: Batch, phase: Phase) -> LossOutput:
         from sbrun.couplings import sample_pairs
 
-        i, j = sample_pairs(self.coupling.plan, batch.x1.shape[0], batch.generator)
+        i, j = sample_pairs(self.solution.plan, batch.x1.shape[0], batch.generator)
         dev = batch.x1.device
         x0, x1 = self.x0s[i].float().to(dev), self.x1s[j].float().to(dev)
         t = batch.rand(x0.shape[0]) * 0.999
@@ -245,7 +247,7 @@ class EOT(Method):
         from sbrun.plots.ot import coupling_lines, plan_1d, plan_matrix
 
         self.solve()
-        plan, x0, x1 = self.coupling.plan, self.x0s, self.x1s
+        plan, x0, x1 = self.solution.plan, self.x0s, self.x1s
         tag = f"eot ({self.solver}){self._sigma_label()}, n={x0.shape[0]}"
         figs = {}
         if x0.shape[1:] == (1,):
@@ -281,10 +283,10 @@ class EOT(Method):
         the sigma -> 0 plan; 1: the independent coupling), ``ot_cost`` = ``<P, |x-y|^2/2>``;
         ``sinkhorn_rate_<k>`` for ``convergence_sigmas``."""
         self.solve()
-        p = self.coupling.plan.double()
+        p = self.solution.plan.double()
         n = p.shape[0]
         entropy = float(-(p[p > 0] * p[p > 0].log()).sum())
-        out = {"plan_spread": (entropy - math.log(n)) / math.log(n), "ot_cost": float(self.coupling.cost)}
+        out = {"plan_spread": (entropy - math.log(n)) / math.log(n), "ot_cost": float(self.solution.cost)}
         if self.convergence_sigmas:
             from sbrun.methods.eot_figures import convergence_figure
 

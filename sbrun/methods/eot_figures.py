@@ -13,7 +13,7 @@ def convergence_figure(eot, draw: bool = True):
     (seed 003: geometric convergence); ``(figure or None, {sinkhorn_rate_<k>: rho})``."""
     from sbrun.couplings.convergence import geometric_rate, sinkhorn_trace
 
-    if getattr(eot, "_traces", None) is None:
+    if eot._traces is None:
         from sbrun.data.distributions import StandardGaussian
 
         g = torch.Generator().manual_seed(eot.plan_seed + 1)

@@ -78,7 +78,7 @@ class FlowMatching(Method):
     """
 
     name = "flow-matching"
-    solver_extras = ()
+    family = "interpolant"
     reference_hint = "a reference is read by method.coupling=entropic_ot or method.path_noise=bridge"
 
     def __init__(self, coupling: str = "independent", path: str = "linear",
@@ -109,6 +109,7 @@ class FlowMatching(Method):
                               "theirs from the reference (sde.sigma): drop method.blur or set "
                               "method.path_noise=constant")
         self.bridge = path_noise == "bridge"
+        self.second_head = "s" if self.bridge else None  # bridge paths learn the score too
         if sampler == "sde" and not self.bridge:
             raise ConfigError("method.sampler=sde samples the Schrödinger bridge and needs bridge "
                               "paths (method.path_noise=bridge or coupling=entropic_ot)")

@@ -22,7 +22,8 @@ model, ``w = -1`` the unconditional one.
 What it does not support (refused in :func:`make_conditioning`): minibatch-OT couplings
 (the plan re-pairs ``x1`` and its labels would no longer follow), reflow (the regenerated
 pairs carry no labels) and ``noise_draws > 1`` (rows repeated in a layout the labels
-cannot follow). Methods are told apart by what they hold, never by name.
+cannot follow). Methods are told apart by what they declare (``Method.coupling``,
+``reflow``, ``noise_draws``), never by name.
 """
 
 from __future__ import annotations
@@ -147,7 +148,7 @@ class Conditioning:
 
 def conditioning_of(method) -> Conditioning | None:
     """The run's :class:`Conditioning` (set by ``pipeline/build.py``), or ``None``."""
-    return getattr(method, "conditioning", None)
+    return method.conditioning
 
 
 def train_nets(method, nets: nn.ModuleDict, batch) -> nn.ModuleDict:
@@ -162,13 +163,12 @@ def train_nets(method, nets: nn.ModuleDict, batch) -> nn.ModuleDict:
 
 def check_method(method) -> None:
     """A method whose training re-pairs or repeats rows cannot carry labels: refuse it."""
-    coupling = getattr(method, "coupling", "independent")
-    if coupling not in LABELLED_COUPLINGS:
-        raise ConfigError(f"method.cond_drop with method.coupling={coupling}: the minibatch plan "
+    if method.coupling not in LABELLED_COUPLINGS:
+        raise ConfigError(f"method.cond_drop with method.coupling={method.coupling}: the minibatch plan "
                           f"re-pairs x1 and its labels; use {' or '.join(LABELLED_COUPLINGS)}")
-    if getattr(method, "reflow", 0):
+    if method.reflow:
         raise ConfigError("method.cond_drop with method.reflow > 0: reflow pairs carry no labels")
-    if getattr(method, "noise_draws", 1) != 1:
+    if method.noise_draws != 1:
         raise ConfigError("method.cond_drop needs method.noise_draws=1")
 
 

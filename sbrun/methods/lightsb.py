@@ -47,9 +47,9 @@ def check_options(**options: tuple) -> None:
 
 def brownian_eps(sde, method: str) -> float:
     """``eps = sde.sigma^2`` of a Brownian reference; any other reference is refused."""
-    if getattr(sde, "name", "") != "brownian":
+    if sde.name != "brownian":
         raise ConfigError(f"method={method} bridges the Brownian reference dX = sigma dW: use "
-                          f"sde=brownian (got sde={getattr(sde, 'name', sde)})")
+                          f"sde=brownian (got sde={sde.name})")
     return float(sde.sigma) ** 2
 
 

@@ -19,20 +19,18 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from sbrun.data.distributions import Distribution, Empirical, StandardGaussian
+from sbrun.data.distributions import StandardGaussian
 from sbrun.errors import ConfigError
 from sbrun.methods.base import Batch, LossOutput, Method, Phase
 from sbrun.methods.simplex import (
-    LinePath,
     WeightPath,
     barycentric,
-    cost_profile,
     edge_path,
     optimize_path,
     path_cost,
     sample_alpha,
-    vertex,
 )
+from sbrun.metrics.pairs import heldout_halves, pair_table
 
 PATHS = ("edge", "optimized")
 
@@ -47,15 +45,6 @@ def project(h: Tensor, alpha: Tensor, x: Tensor) -> Tensor:
     a = alpha.to(h.dtype)
     w = (a / a.pow(2).sum(1, keepdim=True)).reshape(*a.shape, *([1] * (h.dim() - 2)))
     return h + w * (x - barycentric(a, h))[:, None]
-
-
-def heldout_pair(dist: Distribution, n: int, seed: int) -> tuple[Tensor, Tensor]:
-    """Two independent held-out sets of ``dist`` (disjoint halves of an empirical test set)."""
-    if isinstance(dist, Empirical):
-        m = min(n, dist.test.shape[0] // 2)
-        perm = torch.randperm(dist.test.shape[0], generator=torch.Generator().manual_seed(seed))
-        return dist.test[perm[:m]], dist.test[perm[m: 2 * m]]
-    return dist.heldout(n, seed), dist.heldout(n, seed + 1)
 
 
 class Multimarginal(Method):
@@ -238,31 +227,16 @@ class Multimarginal(Method):
 
     # -- evaluation ----------------------------------------------------------------------------
     def pair_table(self, nets: nn.ModuleDict, n: int, seed: int = 0) -> dict[str, float]:
-        """W2 of the straight-edge transport for every ordered pair of data marginals.
-
-        Keys ``w2_{i}to{j}``, ``w2_floor_{i}to{j}`` (W2 between two held-out sets of
-        ``rho_j``), ``w2_ratio_{i}to{j}``, and ``w2_ratio_pairs_max``.
-        """
-        from sbrun.metrics.distances import w2
-
+        """W2 of the straight-edge transport for every ordered pair of data marginals
+        (:func:`sbrun.metrics.pairs.pair_table`: ``w2_{i}to{j}``, its floor and ratio)."""
         dev = next(nets.parameters()).device
-        sets = [heldout_pair(m, n, seed + 1000 * k) for k, m in enumerate(self.marginals)]
-        out: dict[str, float] = {}
-        for j in range(self.n_data):
-            floor = w2(*sets[j], max_points=n, generator=torch.Generator().manual_seed(seed))
-            for i in range(self.n_data):
-                if i == j:
-                    continue
-                x = sets[i][1].to(dev)
-                moved = self.transport_along(nets, x, edge_path(self.k, i, j)).x.cpu()
-                dist = w2(moved, sets[j][0], max_points=n,
-                          generator=torch.Generator().manual_seed(seed))
-                out[f"w2_{i}to{j}"], out[f"w2_floor_{i}to{j}"] = dist, floor
-                out[f"w2_ratio_{i}to{j}"] = dist / max(floor, 1e-12)
-        ratios = [v for k, v in out.items() if k.startswith("w2_ratio_")]
-        if ratios:
-            out["w2_ratio_pairs_max"] = max(ratios)
-        return out
+        sets = [heldout_halves(m, n, seed + 1000 * k)
+                for k, m in enumerate(self.marginals[: self.n_data])]
+
+        def move(x: Tensor, i: int, j: int) -> Tensor:
+            return self.transport_along(nets, x.to(dev), edge_path(self.k, i, j)).x.cpu()
+
+        return pair_table(move, sets, n, seed)
 
     def metrics(self, nets, x0, result, target) -> dict[str, float]:
         """All-pairs W2 table, and the transport cost of the straight (and optimised) path."""
@@ -277,46 +251,8 @@ class Multimarginal(Method):
 
     def figures(self, nets, evaluation) -> dict:
         """Grid from one initial condition to every marginal and the barycenter; the same
-        source points moved to every other marginal; straight vs optimised path cost."""
-        from sbrun.plots import simplex as plots
+        source points moved to every other marginal; straight vs optimised path cost
+        (:mod:`sbrun.methods.multimarginal_figures`)."""
+        from sbrun.methods.multimarginal_figures import figures
 
-        dev = next(nets.parameters()).device
-        image = len(self.problem.shape) == 3
-        n = 8 if image else self.figure_points
-        start = self.gaussian_index if self.gaussian_index is not None else self.i
-        x = heldout_pair(self.marginals[start], n, 7)[0].to(dev)
-        ends = {self.names[k]: vertex(self.k, k) for k in range(self.k) if k != start}
-        ends["barycenter"] = self.barycenter()
-        moved = {name: self.transport_along(nets, x, LinePath(vertex(self.k, start), a)).x.cpu()
-                 for name, a in ends.items()}
-        refs = {self.names[k]: self.marginals[k].heldout(n, 3) for k in range(self.k)
-                if k != start}
-        title = f"multimarginal: from {self.names[start]} to every marginal and the barycenter"
-        figs = {"grid": plots.grid_images(x.cpu(), moved, title) if image
-                else plots.grid_2d(x.cpu(), moved, refs, title)}
-        src = self.i if self.i < self.n_data else 0
-        xs = heldout_pair(self.marginals[src], n, 11)[0].to(dev)
-        keep = None if image else min(64, n)
-        runs = {self.names[k]: self.transport_along(nets, xs, edge_path(self.k, src, k), keep=keep)
-                for k in range(self.n_data) if k != src}
-        title = f"style transfer: the same {self.names[src]} points to every other marginal"
-        figs["style_transfer"] = (
-            plots.grid_images(xs.cpu(), {k: r.x.cpu() for k, r in runs.items()}, title) if image
-            else plots.paths_2d(xs.cpu(), {k: r.path for k, r in runs.items()}, refs, title))
-        if self.path == "optimized":
-            figs["path_cost"] = self._cost_figure(nets, dev)
-        return figs
-
-    def _cost_figure(self, nets, dev):
-        from sbrun.plots.simplex import path_cost_curves
-
-        times = (torch.arange(64, dtype=torch.float64) + 0.5) / 64
-        xs = self._cost_draws(min(self.cost_points, 256), dev)
-        paths = {"straight edge": edge_path(self.k, self.i, self.j).to(dev),
-                 "optimized": self.optimized_path(nets)}
-        with torch.no_grad():
-            alphas = {k: p(times.to(dev))[0].cpu() for k, p in paths.items()}
-            profiles = {k: cost_profile(lambda a, x: self.g(nets, a, x), p, xs,
-                                        times.to(dev)).cpu() for k, p in paths.items()}
-        title = f"transport cost {self.names[self.i]} -> {self.names[self.j]}"
-        return path_cost_curves(times, alphas, profiles, self.names, title)
+        return figures(self, nets)

@@ -60,6 +60,7 @@ class ScoreSDE(Method):
     """
 
     name = "score-sde"
+    family = "noising"
     generative_only = True
     solver_extras = ("kernel", "score")
     sde: NoisingSDE
@@ -76,6 +77,9 @@ class ScoreSDE(Method):
             if value < 1:
                 raise ConfigError(f"method.{key} must be >= 1, got {value}")
         self.noise_draws = int(noise_draws)
+        # the reverse SDE / ancestral chain (sampler sde, or auto with a stochastic solver)
+        # draws x1 | x0 at random; only sampler=ode is a deterministic map
+        self.stochastic = sampler != "ode"
         self.weighting, self.sampler, self.likelihood = weighting, sampler, bool(likelihood)
         self.nll_points, self.divergence = int(nll_points), divergence
         self.nll_rtol, self.nll_atol = float(nll_rtol), float(nll_atol)

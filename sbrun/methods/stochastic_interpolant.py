@@ -95,6 +95,7 @@ class StochasticInterpolant(Method):
     """
 
     name = "stochastic-interpolant"
+    family = "interpolant"
     solver_extras = ("score",)
     reference_hint = "a reference is read by method.coupling=entropic_ot"
 
@@ -138,11 +139,10 @@ class StochasticInterpolant(Method):
                               "(probability-flow ODE) or method.a > 0")
         self.a, self.epsilon = float(a), float(epsilon)
         self.stochastic = self.epsilon > 0 and sampler != "ode" and self.interpolant.stochastic
-        self.second = "s" if self.score_param == "score" else "eta"  # the second field's name
-        if not self.interpolant.stochastic:
-            self.networks = ("b",)
-        else:
-            self.networks = ("net",) if self.heads == "shared" else ("b", self.second)
+        second = "s" if self.score_param == "score" else "eta"  # the field learned next to b
+        self.second_head = second if self.interpolant.stochastic else None  # no latent: b alone
+        self.networks = (("b",) if self.second_head is None else ("net",) if self.heads == "shared"
+                         else ("b", second))
         self._gamma_half = float(self.interpolant.latent.gamma(torch.tensor([0.5], dtype=torch.float64)))
 
     def bind(self, problem, sde) -> None:
@@ -185,10 +185,10 @@ class StochasticInterpolant(Method):
         if "net" in nets:
             out = nets["net"](x, t)
             return out[:, 0], out[:, 1]
-        return nets["b"](x, t), (nets[self.second](x, t) if self.second in nets else None)
+        return nets["b"](x, t), (nets[self.second_head](x, t) if self.second_head in nets else None)
 
     def second_field(self, nets: nn.ModuleDict, x: Tensor, t: Tensor) -> Tensor:
-        return self.fields(nets, x, t)[1] if "net" in nets else nets[self.second](x, t)
+        return self.fields(nets, x, t)[1] if "net" in nets else nets[self.second_head](x, t)
 
     def gamma(self, t: Tensor, like: Tensor) -> Tensor:
         return self.interpolant.latent.gamma(expand_t(t, like))
@@ -239,7 +239,7 @@ class StochasticInterpolant(Method):
         loss_2 = (0.5 * second.pow(2).reshape(second.shape[0], -1).sum(1) + lin).mean()
         loss = loss_b + loss_2
         return LossOutput(loss, {"loss": loss.detach(), "loss_b": loss_b.detach(),
-                                 f"loss_{self.second}": loss_2.detach()})
+                                 f"loss_{self.second_head}": loss_2.detach()})
 
     # -- sampling -------------------------------------------------------------------------
     def uses_sde(self, solver: Solver | None = None) -> bool:

@@ -16,19 +16,6 @@ import torch
 from torch import Tensor
 
 
-def _bridge_sigma(method) -> float | None:
-    """The sigma of the bridge ``method`` claims: its ``bridge_sigma()`` when it declares
-    one, else a positive ``method.sigma`` (SB-CFM), else the reference's ``sde.sigma``."""
-    fn = getattr(method, "bridge_sigma", None)
-    if callable(fn):
-        s = fn()
-        return None if s is None else float(s)
-    for s in (getattr(method, "sigma", None), getattr(getattr(method, "sde", None), "sigma", None)):
-        if isinstance(s, (int, float)) and s > 0:
-            return float(s)
-    return None
-
-
 class BenchmarkOracle:
     """Scores a run's conditionals ``x1 | x0`` against the benchmark's known plan.
 
@@ -75,15 +62,14 @@ class BenchmarkOracle:
     def score(self, method, nets, evaluator, samples=None) -> dict[str, float]:
         """``cbw2_uvp`` (and its floor) of the method's conditionals on held-out points,
         from its own ``repeats`` draws per point (``samples`` are not used)."""
-        sigma = _bridge_sigma(method)
+        sigma = method.bridge_sigma()  # the bridge the method claims (Method.bridge_sigma)
         if sigma is None or not math.isclose(sigma**2, self.plan.eps, rel_tol=1e-6):
             return {}  # the method bridges another reference: no ground truth for it
         x0 = evaluator.source[: self.n].reshape(-1, self.plan.dim)
-        stochastic = getattr(method, "stochastic", False) or method.diffusion("forward") is not None
-        k = self.repeats if stochastic else 1
+        k = self.repeats if method.stochastic or method.diffusion("forward") is not None else 1
         g = torch.Generator().manual_seed(evaluator.seed + 2)
         res = method.transport(nets, x0.repeat_interleave(k, 0).to(evaluator.device),
                                evaluator.solver, evaluator.grid, generator=g)
         x1 = res.x.detach().cpu().double().reshape(x0.shape[0], k, -1)
         return {"cbw2_uvp": self.cbw2_uvp(x0, x1), "cbw2_uvp_floor": self.floor(x0, k),
-                "oracle_sigma": sigma}
+                "oracle_sigma": float(sigma)}

@@ -120,7 +120,7 @@ def cached_classifier(target) -> Path:
     """The FID classifier file for the labelled image set ``target``: trained on its
     training images the first time (a few minutes on CPU for MNIST), then read from
     ``cache_dir()/fid_classifiers/<name>-<fingerprint>.pt``. Nothing is downloaded."""
-    if getattr(target, "labels_train", None) is None or getattr(target, "labels_test", None) is None:
+    if target.labels_train is None or target.labels_test is None:
         raise ConfigError(f"eval.fid: {target.name} has no class labels to train an FID classifier "
                           "on; set eval.classifier_path=<file>, or eval.fid=inception|none")
     h = hashlib.sha1(str(tuple(target.train.shape)).encode())

@@ -138,7 +138,7 @@ def build(cfg: DictConfig) -> Components:
     solver = configure(base_solver, **{k: v for k, v in options.items() if k != "name"})
     if cfg.solver.steps < 1:
         raise ConfigError(f"solver.steps must be >= 1, got {cfg.solver.steps}")
-    prior = getattr(method, "prior", None) or StandardGaussian(problem.shape)
+    prior = method.prior or StandardGaussian(problem.shape)
     data = BatchSource(problem, prior=prior) if cond is None or cond.cond_drop is None else \
         LabelledBatchSource(problem, cond.labels, prior=prior)
     torch.manual_seed(cfg.seed)

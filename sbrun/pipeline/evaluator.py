@@ -10,27 +10,16 @@ import torch
 from torch import Tensor
 
 from sbrun.config import EvalConfig
-from sbrun.data.distributions import Distribution, Empirical
+from sbrun.data.distributions import Distribution
 from sbrun.errors import ConfigError
 from sbrun.methods.base import Method
 from sbrun.methods.guidance import conditioning_of
+from sbrun.metrics.pairs import heldout_halves
 from sbrun.pipeline.data import BatchSource
 from sbrun.solvers import check_solver
 from sbrun.solvers.base import Solver, SolveResult, time_grid
 
 log = logging.getLogger(__name__)
-
-
-def heldout_halves(dist: Distribution, n: int, seed: int) -> tuple[Tensor, Tensor]:
-    """Two independent held-out sets of equal size (at most ``n`` each).
-
-    An empirical test set is split into disjoint halves, so the floor is honest.
-    """
-    if isinstance(dist, Empirical):
-        m = min(n, dist.test.shape[0] // 2)
-        perm = torch.randperm(dist.test.shape[0], generator=torch.Generator().manual_seed(seed))
-        return dist.test[perm[:m]], dist.test[perm[m: 2 * m]]
-    return dist.heldout(n, seed), dist.heldout(n, seed + 1)
 
 
 def check_eval_config(cfg: EvalConfig) -> None:
@@ -83,6 +72,7 @@ class Evaluator:
         self.floor_backward, self.floor_std_backward = self._floor(
             data.source, self.source, self.source_b, seed + 100)
         self.last: Evaluation | None = None
+        self._kl_ref: tuple[float, float] | None = None  # the held-out target's own k-NN KL, log p
 
     def _floor(self, dist: Distribution, a: Tensor, b: Tensor, seed: int) -> tuple[float, float]:
         """Mean and standard deviation of W2 between ``eval.w2_floor_pairs`` pairs of
@@ -123,12 +113,12 @@ class Evaluator:
         p is lower, e.g. too spread; < 0: too concentrated).
         """
         tgt = self.data.target
-        if gen.dim() != 2 or gen.shape[1] <= 2 or not getattr(tgt, "has_density", False):
+        if gen.dim() != 2 or gen.shape[1] <= 2 or not tgt.has_density:
             return {}
         from sbrun.metrics.kl import kl_to_density
 
         ref = self.target[: gen.shape[0]]
-        if getattr(self, "_kl_ref", None) is None:
+        if self._kl_ref is None:
             self._kl_ref = (kl_to_density(ref, tgt.log_prob), float(tgt.log_prob(ref.double()).mean()))
         raw = kl_to_density(gen, tgt.log_prob)
         lp = float(tgt.log_prob(gen.double()).mean())
@@ -160,7 +150,7 @@ class Evaluator:
         if self.cfg.method_metrics not in ("every", "final", "none"):
             raise ConfigError(f"eval.method_metrics={self.cfg.method_metrics}; valid: every, final, none")
         if self.cfg.fid == "auto":  # images with class labels (MNIST family): classifier FID
-            labels = getattr(self.data.target, "labels_train", None)
+            labels = self.data.target.labels_train
             labelled = labels is not None and len(torch.unique(labels)) > 1
             self.cfg.fid = "classifier" if self.target.dim() == 4 and labelled else "none"
         for key in ("fid", "final_fid"):

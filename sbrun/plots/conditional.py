@@ -43,7 +43,7 @@ def conditional_figures(evaluation, title: str = "") -> dict:
         rows = {"corrupted (x0)": evaluation.x0, "completed (t=1)": evaluation.result.x,
                 "truth (x1)": evaluation.target}
         return {"restoration": image_rows(rows, n=10, title=title)}
-    y = getattr(evaluation, "labels", None)
+    y = evaluation.labels  # Evaluation.labels: None unless the run is class-conditional
     if y is None:
         return {}
     x = evaluation.result.x

@@ -83,16 +83,17 @@ def solver_extras(solver: Solver, **available) -> dict:
 
 
 def check_solver(solver: Solver, method) -> None:
-    """Refuse a solver the method cannot feed (the evaluator calls it before training)."""
+    """Refuse a solver the method cannot feed (the evaluator calls it before training): one
+    that needs what ``method`` does not declare in ``Method.solver_extras``, or an ODE solver
+    for a method that declares ``samples_sde``."""
     name = solver.fn.__name__
-    provided = getattr(method, "solver_extras", ())
     for need in REQUIRES.get(name, ()):
-        if need not in provided:
+        if need not in method.solver_extras:
             what = {"kernel": "a discrete reverse chain (Gaussian kernel)",
                     "score": "the score of its marginals"}[need]
             raise ConfigError(f"solver={name} needs {what}, which method={method.name} does not "
                               "have (use method=ddpm or score-sde, or another solver)")
-    if getattr(method, "samples_sde", False) and not solver.stochastic:
+    if method.samples_sde and not solver.stochastic:
         raise ConfigError(f"solver={name} integrates ODEs only, but method={method.name} samples "
                           "an SDE: use a stochastic solver (euler_maruyama, heun_sde, pc) "
                           "or method.sampler=ode")

@@ -83,7 +83,7 @@ def test_barycentric_map_is_the_conditional_mean_and_straight():
     m.solve()
     x0 = m.x0s[:50].float()
     res = m.transport(nn.ModuleDict(), x0, get_solver("euler"), time_grid(4), keep=50)
-    plan = m.coupling.plan
+    plan = m.solution.plan
     cond_mean = (plan[:50] / plan[:50].sum(1, keepdim=True)) @ m.x1s
     torch.testing.assert_close(res.x.double(), cond_mean, atol=2e-3, rtol=0)
     mid = res.path[:, 2]
@@ -94,7 +94,7 @@ def test_emd_limit_gives_a_permutation():
     prob = toy("moons", "gaussian")
     m = make(prob, 0.1, n_plan=50, solver="emd")
     m.solve()
-    p = m.coupling.plan * 50
+    p = m.solution.plan * 50
     assert torch.allclose(p.sum(1), torch.ones(50, dtype=p.dtype))
     assert ((p > 0.5).sum(1) == 1).all()
 

@@ -16,7 +16,7 @@ from torch import nn
 from sbrun.data.gaussians import GaussianMixture
 from sbrun.data.problems import toy
 from sbrun.errors import ConfigError
-from sbrun.methods.base import Batch
+from sbrun.methods.base import Batch, Method
 from sbrun.methods.flow_matching import FlowMatching
 from sbrun.methods.guidance import Conditioning, make_conditioning, match_rows, train_nets
 from sbrun.methods.score_sde import ScoreSDE
@@ -84,7 +84,7 @@ class OracleVelocity(nn.Module):
 
 def mixture_conditioning(w: float) -> Conditioning:
     problem = toy("8gaussians")
-    cond = make_conditioning(object(), problem, 0.1, guidance=w)
+    cond = make_conditioning(Method(), problem, 0.1, guidance=w)  # the declared defaults
     return cond
 
 

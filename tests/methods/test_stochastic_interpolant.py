@@ -61,7 +61,7 @@ class Oracle(nn.Module):
 
 def oracle_nets(m, **kw):
     return nn.ModuleDict({"b": Oracle(m, "b", **kw.get("b", {})),
-                          m.second: Oracle(m, m.second, **kw.get(m.second, {}))})
+                          m.second_head: Oracle(m, m.second_head, **kw.get(m.second_head, {}))})
 
 
 @pytest.mark.parametrize("path, eps, schedule, param", [
@@ -93,9 +93,9 @@ def _loss(m, nets, n=40_000, seed=1):
 def test_quadratic_losses_are_minimised_by_the_closed_forms(param):
     """Shifting ``b``, ``s`` or ``eta`` by a constant c adds ``|c|^2 / 2`` to its loss."""
     m = StochasticInterpolant(score_param=param)
-    key = f"loss_{m.second}"
+    key = f"loss_{m.second_head}"
     base = _loss(m, oracle_nets(m), n=20_000)
-    shifted = _loss(m, oracle_nets(m, b={"shift": 0.2}, **{m.second: {"shift": 0.2}}), n=20_000)
+    shifted = _loss(m, oracle_nets(m, b={"shift": 0.2}, **{m.second_head: {"shift": 0.2}}), n=20_000)
     assert shifted["loss_b"] - base["loss_b"] == pytest.approx(0.5 * 2 * 0.2**2, rel=0.05)
     assert shifted[key] - base[key] == pytest.approx(0.5 * 2 * 0.2**2, rel=0.1)
 

@@ -101,7 +101,7 @@ def test_item5_eot_plan_run_is_transportable_from_its_saved_plan(tmp_path):
 
     run = load_run(rd)
     m = run.components.method
-    assert m.coupling is not None and torch.equal(m.coupling.plan, plan)  # restored, not re-solved
+    assert m.solution is not None and torch.equal(m.solution.plan, plan)  # restored, not re-solved
     x = np.random.default_rng(0).normal(size=(5, 2)).astype(np.float32)
     out = run.transport(x, repeats=4)
     assert out["x1"].shape == (5, 4, 2)

@@ -82,8 +82,9 @@ def test_item10_w2_floor_is_a_mean_over_held_out_pairs(finished_run):
     """w2_floor averages eval.w2_floor_pairs independent held-out pairs and reports their
     spread; with one pair it is the single draw of before."""
     from sbrun.metrics.distances import w2
+    from sbrun.metrics.pairs import heldout_halves
     from sbrun.pipeline.build import build
-    from sbrun.pipeline.evaluator import Evaluator, heldout_halves
+    from sbrun.pipeline.evaluator import Evaluator
 
     metrics = json.loads((finished_run[0] / "metrics.json").read_text())
     assert metrics["w2_floor_std"] > 0

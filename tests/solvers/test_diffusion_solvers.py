@@ -131,10 +131,12 @@ def test_solvers_that_need_more_than_a_drift_refuse_without_it():
 
 
 def test_check_solver_refuses_before_training():
-    class Flow:  # a method with a drift only, like flow matching
+    from sbrun.methods.base import Method
+
+    class Flow(Method):  # a method with a drift only, like flow matching (the defaults)
         name = "flow-matching"
 
-    class Diffusion:
+    class Diffusion(Method):
         name = "score-sde"
         solver_extras = ("kernel", "score")
         samples_sde = True
