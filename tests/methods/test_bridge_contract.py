@@ -10,8 +10,10 @@ import pytest
 
 from sbrun.data.distributions import Problem, StandardGaussian
 from sbrun.methods.dsb import DSB
+from sbrun.methods.dsbm import DSBM
 from sbrun.methods.eot import EOT
 from sbrun.methods.flow_matching import FlowMatching
+from sbrun.methods.lightsb import LightSB
 from sbrun.methods.multimarginal import Multimarginal
 from sbrun.methods.stochastic_interpolant import StochasticInterpolant
 from sbrun.sde import VP, Brownian
@@ -24,13 +26,16 @@ BRIDGES = {
             "method.cache_refresh=10"],
     "flow-matching": ["method.coupling=entropic_ot", "solver=euler_maruyama"],
     "stochastic-interpolant": ["method.coupling=entropic_ot", "solver=euler_maruyama"],
+    "lightsb": ["method.n_components=4"],
+    "dsbm": ["method.imf_iters=1", "method.num_steps=10", "method.cache_size=64",
+             "method.cache_refresh=10"],
 }
 
 
 def test_declared_capabilities():
     prob = Problem("g", StandardGaussian((2,)), StandardGaussian((2,)))
     for method in (EOT(), DSB(), FlowMatching(coupling="entropic_ot"),
-                   StochasticInterpolant(coupling="entropic_ot")):
+                   StochasticInterpolant(coupling="entropic_ot"), LightSB(), DSBM()):
         method.bind(prob, Brownian(0.7))
         assert method.uses_reference and method.stochastic, method.name
         assert method.bridge_sigma() == 0.7, method.name
