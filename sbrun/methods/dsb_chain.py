@@ -70,7 +70,8 @@ class ReferenceChain:
         float64 noise std of each step (used by every chain on this grid).
     """
 
-    def __init__(self, sde: ReferenceSDE, gammas: Tensor, start: str = "source"):
+    def __init__(self, sde: ReferenceSDE, gammas: Tensor, start: str = "source",
+                 drift: Tensor | None = None):
         if start not in ("source", "target"):
             raise ConfigError(f"reference start must be 'source' or 'target', got {start}")
         self.sde, self.start = sde, start
@@ -86,6 +87,11 @@ class ReferenceChain:
         if not bool((self.std > 0).all()):
             raise ConfigError("the reference adds no noise on some DSB step: DSB needs a "
                               "non-degenerate reference (sde.sigma > 0, beta_max > beta_min)")
+        if drift is not None and not torch.allclose(self._scale, torch.ones_like(self._scale)):
+            raise ConfigError("a constant reference drift needs a Brownian reference (sde=brownian)")
+        # ``drift``: a constant velocity ``a`` (shape of one sample, source -> target in sbrun
+        # time): ``dX = a dt + sigma dW``, whose bridges are the Brownian ones
+        self.drift = None if drift is None else drift.to(torch.float64)
 
     @property
     def num_steps(self) -> int:
@@ -98,7 +104,12 @@ class ReferenceChain:
 
     def mean(self, k: Tensor, x: Tensor) -> Tensor:
         """Mean of the reference's next state on step ``k: (B,)`` from ``x: (B, *D)``."""
-        return expand_t(self._scale.to(x.device)[k], x).to(x.dtype) * x
+        out = expand_t(self._scale.to(x.device)[k], x).to(x.dtype) * x
+        if self.drift is None:
+            return out
+        sign = 1.0 if self.start == "source" else -1.0  # a backward chain travels -a
+        h = expand_t(self.h.to(x.device)[k], x).to(x.dtype)
+        return out + sign * h * self.drift.to(x.device, x.dtype)
 
 
 def run_chain(mean_fn: MeanFn, x: Tensor, std: Tensor, direction: str,

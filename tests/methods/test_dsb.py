@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from sbrun.data.problems import gaussian
+from sbrun.errors import ConfigError
 from sbrun.methods.base import Phase
 from sbrun.methods.dsb import DSB
 from sbrun.methods.dsb_chain import ReferenceChain, gamma_schedule
@@ -49,6 +50,49 @@ def test_reference_noise_matches_the_sde():
     x = torch.ones(20, 1, dtype=torch.float64)
     a = vp.mean(torch.arange(20), x)[:, 0]
     torch.testing.assert_close(a**2 + vp.std**2, torch.ones(20, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("start", ["source", "target"])
+def test_a_drifting_brownian_reference_has_the_brownian_bridges(start):
+    """``dX = a dt + sigma dW`` (``method.reference_drift=auto``) reaches ``x_start + a`` (or
+    ``- a`` backward) but, pinned at both ends, is the Brownian bridge: regressing ``x_k``
+    on the far end ``x_N`` from ``x_0 = 0`` gives slope ``t_k`` and intercept 0 whatever
+    ``a`` (closed form: ``E[x_k | x_N] = t_k a + t_k (x_N - a) = t_k x_N``)."""
+    from sbrun.methods.dsb_chain import run_chain
+
+    gam = gamma_schedule(10, 1.0, "symmetric", 5.0)
+    a = torch.tensor([3.0, -2.0], dtype=torch.float64)
+    ref = ReferenceChain(Brownian(0.8), gam, start, drift=a)
+    g = torch.Generator().manual_seed(0)
+    direction = "forward" if start == "source" else "backward"
+    n = 200_000
+    rec = torch.empty(n, 11, 2, dtype=torch.float64)
+    run_chain(ref.mean, torch.zeros(n, 2, dtype=torch.float64), ref.std, direction, g, record=rec)
+    far = rec[:, -1] if start == "source" else rec[:, 0]
+    sign = 1.0 if start == "source" else -1.0
+    torch.testing.assert_close(far.mean(0), sign * a, atol=0.01, rtol=0)
+    frac = ref.t if start == "source" else 1.0 - ref.t  # the fraction of the way travelled
+    for k in (2, 5, 8):
+        xk = rec[:, k]
+        xc, fc = xk - xk.mean(0), far - far.mean(0)
+        slope = (xc * fc).sum(0) / fc.pow(2).sum(0)
+        intercept = xk.mean(0) - slope * far.mean(0)
+        torch.testing.assert_close(slope, frac[k].expand(2), atol=0.01, rtol=0)
+        torch.testing.assert_close(intercept, torch.zeros(2, dtype=torch.float64), atol=0.02, rtol=0)
+    with pytest.raises(ConfigError, match="Brownian reference"):
+        ReferenceChain(VP(), gamma_schedule(10), "target", drift=a)
+
+
+def test_reference_drift_auto_is_the_difference_of_the_data_means():
+    prob = gaussian(dim=3, seed=0)  # source mean 0, target mean (1, 1, 1)
+    m_ = DSB(num_steps=5)
+    m_.bind(prob, Brownian(1.0))
+    torch.testing.assert_close(m_.reference.drift, torch.ones(3, dtype=torch.float64), atol=0.05, rtol=0)
+    off = DSB(num_steps=5, reference_drift="none")
+    off.bind(prob, Brownian(1.0))
+    assert off.reference.drift is None
+    with pytest.raises(ConfigError, match="method.reference_drift"):
+        DSB(reference_drift="mean")
 
 
 class Affine(nn.Module):
