@@ -87,7 +87,6 @@ class Run:
         import torch
 
         from sbrun.errors import ConfigError, DataError
-        from sbrun.methods.guidance import conditioning_of
         from sbrun.solvers import time_grid
 
         c = self.components
@@ -109,7 +108,7 @@ class Run:
         grid = time_grid(self.config.solver.steps if steps is None else steps)
         g = torch.Generator().manual_seed(seed)
         xr = x.repeat_interleave(repeats, 0).to(c.device)
-        cond, nets, out = conditioning_of(c.method), c.nets, {"x0": x.numpy()}
+        cond, nets, out = c.method.conditioning, c.nets, {"x0": x.numpy()}
         if cond is not None:
             y = cond.sample_labels(x.shape[0])
             nets = cond.sampling_nets(c.nets, y.repeat_interleave(repeats).to(c.device))

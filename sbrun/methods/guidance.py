@@ -146,14 +146,9 @@ class Conditioning:
         return wrap(nets, lambda net: LabelledNet(net, None))
 
 
-def conditioning_of(method) -> Conditioning | None:
-    """The run's :class:`Conditioning` (set by ``pipeline/build.py``), or ``None``."""
-    return method.conditioning
-
-
 def train_nets(method, nets: nn.ModuleDict, batch) -> nn.ModuleDict:
     """What the trainer hands ``method.loss``: ``nets``, with labels bound when conditional."""
-    cond = conditioning_of(method)
+    cond = method.conditioning
     if cond is None or cond.cond_drop is None:
         return nets
     if batch.y is None:

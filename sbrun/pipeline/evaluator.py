@@ -13,7 +13,6 @@ from sbrun.config import EvalConfig
 from sbrun.data.distributions import Distribution
 from sbrun.errors import ConfigError
 from sbrun.methods.base import Method
-from sbrun.methods.guidance import conditioning_of
 from sbrun.metrics.pairs import heldout_halves
 from sbrun.pipeline.data import BatchSource
 from sbrun.solvers import check_solver
@@ -162,7 +161,7 @@ class Evaluator:
             if "classifier" in kinds and not self.cfg.classifier_path:
                 # trained on first use and cached; the run's config records the file used
                 self.cfg.classifier_path = str(cached_classifier(self.data.target))
-            if conditioning_of(self.method) is not None and self.cfg.classifier_path:
+            if self.method.conditioning is not None and self.cfg.classifier_path:
                 load_extractor("classifier", self.cfg.classifier_path)  # class accuracy
             for kind in kinds:
                 load_extractor(kind, self.cfg.classifier_path if kind == "classifier"
@@ -193,7 +192,7 @@ class Evaluator:
         own metrics, e.g. likelihoods, run only there with ``eval.method_metrics=final``)."""
         t0 = time.perf_counter()
         nets.eval()
-        cond = conditioning_of(self.method)  # a class-conditional run samples guided nets
+        cond = self.method.conditioning  # a class-conditional run samples guided nets
         labels = None if cond is None else cond.sample_labels(len(self.source))
         res = self._transport(nets if cond is None else cond.sampling_nets(nets, labels),
                               self.source, "forward")
