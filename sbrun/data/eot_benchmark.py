@@ -57,6 +57,7 @@ class ConditionalGMMPlan:
         # P_n = (Sigma^-1 + I/eps)^-1 = Sigma (Sigma + eps I)^-1 eps
         self.kernel_cov = self.covs + self.eps * eye  # Sigma_n + eps I: the weights' Gaussian
         self.kernel_chol = torch.linalg.cholesky(self.kernel_cov)
+        self.kernel_chol_inv = torch.linalg.inv(self.kernel_chol)  # matrix products, not solves
         self.P = self.eps * torch.linalg.solve(self.kernel_cov, self.covs)
         self.P = 0.5 * (self.P + self.P.transpose(-1, -2))
         self.P_chol = torch.linalg.cholesky(self.P)
@@ -69,10 +70,9 @@ class ConditionalGMMPlan:
     def log_weights(self, x: Tensor) -> Tensor:
         """``log w_n(x)``, normalised: ``(B, D)`` -> ``(B, N)``."""
         x = x.to(_F64)
-        diff = (x[None] - self.means[:, None, :]).transpose(1, 2)  # (N, D, B)
-        z = torch.linalg.solve_triangular(self.kernel_chol, diff, upper=False)
+        z = torch.stack([(x - mu) @ li.T for mu, li in zip(self.means, self.kernel_chol_inv)], 1)
         logdet = 2 * self.kernel_chol.diagonal(dim1=-2, dim2=-1).log().sum(1)
-        logit = self.weights.log()[None] - 0.5 * (z.pow(2).sum(1).T + logdet[None])
+        logit = self.weights.log()[None] - 0.5 * (z.pow(2).sum(-1) + logdet[None])
         return torch.log_softmax(logit, dim=1)
 
     def component_means(self, x: Tensor) -> Tensor:
@@ -98,6 +98,20 @@ class ConditionalGMMPlan:
             rows = idx == n
             y[rows] = (self.bias[n] + x[rows] @ self.P[n].T / self.eps
                        + z[rows] @ self.P_chol[n].T)
+        return y
+
+    def sample_repeated(self, x: Tensor, k: int,
+                        generator: torch.Generator | None = None) -> Tensor:
+        """``k`` draws of ``pi(. | x_i)`` per row: ``(n, D)`` -> ``(n, k, D)`` float64 (the
+        weights and means once per row, not once per draw)."""
+        x = x.to(_F64)
+        w, m = self.log_weights(x).exp(), self.component_means(x)  # (n, N), (n, N, D)
+        idx = torch.multinomial(w, k, replacement=True, generator=generator)  # (n, k)
+        z = torch.randn((*idx.shape, self.dim), generator=generator, dtype=_F64)
+        y = torch.gather(m, 1, idx[..., None].expand(*idx.shape, self.dim))
+        for n in range(self.means.shape[0]):  # one matrix product per component
+            rows = idx == n
+            y[rows] += z[rows] @ self.P_chol[n].T
         return y
 
     def total_variance(self, x: Tensor) -> float:

@@ -37,12 +37,33 @@ def conditional_bw2_uvp(x1_model: Tensor, mu_true: Tensor, cov_true: Tensor,
     """
     if x1_model.dim() == 2:
         x1_model = x1_model[:, None, :]
-    n, k, d = x1_model.shape
-    x1 = x1_model.double().to(mu_true.device)
-    mu = x1.mean(1)
-    cov = _cov(x1, 1) if k > 1 else x1.new_zeros(n, d, d)
+    mu, cov = draw_moments(x1_model.to(mu_true.device))
+    return moments_bw2_uvp(mu, cov, mu_true, cov_true, total_var)
+
+
+def draw_moments(x1: Tensor) -> tuple[Tensor, Tensor]:
+    """Sample mean ``(n, d)`` and unbiased covariance ``(n, d, d)`` (zero with one draw) of
+    ``x1: (n, k, d)``, in float64."""
+    n, k, d = x1.shape
+    x1 = x1.double()
+    return x1.mean(1), (_cov(x1, 1) if k > 1 else x1.new_zeros(n, d, d))
+
+
+def moments_bw2_uvp(mu: Tensor, cov: Tensor, mu_true: Tensor, cov_true: Tensor,
+                    total_var: float) -> float:
+    """:func:`conditional_bw2_uvp` from the draws' moments (:func:`draw_moments`), so that
+    many draws per point can be drawn and reduced a few points at a time."""
+    n, d = mu.shape
     bw = (mu - mu_true).pow(2).sum(1) + bures_sq(cov_true.expand(n, d, d), cov)
     return float(100.0 * bw.mean() / total_var)
+
+
+def streamed_moments(draw, x0: Tensor, k: int, rows: int = 1 << 18) -> tuple[Tensor, Tensor]:
+    """Moments of ``k`` draws per point without holding all ``n k`` draws: ``draw(x, k) ->
+    (m, k, d)`` is called on chunks of about ``rows / k`` points of ``x0: (n, d)``."""
+    per = max(1, rows // max(k, 1))
+    parts = [draw_moments(draw(x0[lo: lo + per], k)) for lo in range(0, x0.shape[0], per)]
+    return torch.cat([m for m, _ in parts]), torch.cat([c for _, c in parts])
 
 
 def cbw2_uvp(x0: Tensor, x1_model: Tensor, g0: Gaussian, g1: Gaussian, sigma: float) -> float:

@@ -11,8 +11,16 @@ LightSB takes ``v(y) = sum_k alpha_k N(y | r_k, eps S_k)``; then (Korotin et al.
   again a Gaussian mixture (derived in :meth:`GaussianMixturePotential.posterior_mean`).
 
 ``S_k`` is diagonal (``cov=diag``: ``exp(log_s)``) or full (``cov=full``: ``L L^T`` with ``L``
-lower triangular, positive diagonal). Training uses Cholesky-type formulas (stable
-gradients); sampling and the drift use the eigenbasis of ``S_k`` (no gradients).
+lower triangular, positive diagonal). Training uses Cholesky-type formulas (one ``L_k^{-1}``
+per step, then matrix products); sampling and the drift use the eigenbasis of ``S_k`` (no
+gradients).
+
+The weights are stored as ``alpha_logit_k = eps log alpha_k`` (Korotin et al.'s
+``log_alpha_raw``): every term of the exponent of ``c(x)``,
+``(alpha_logit_k + <x, r_k> + x^T S_k x / 2) / eps``, is then a parameter on one scale, so one
+Adam step moves the weights as far as the means whatever ``eps``. With ``log alpha`` itself
+as the parameter the weights move ``1 / eps`` times slower than the means in that exponent:
+at ``eps = 0.1`` they lag, components stay on the wrong modes and training stalls.
 """
 
 from __future__ import annotations
@@ -62,7 +70,7 @@ class GaussianMixturePotential(nn.Module):
             raise ConfigError(f"LightSB needs eps = sde.sigma^2 > 0, got {eps}")
         k, d = int(n_components), int(shape[0])
         self.cov, self.eps, self.dim = cov, float(eps), d
-        self.log_alpha = nn.Parameter(torch.full((k,), -math.log(k)))
+        self.alpha_logit = nn.Parameter(torch.full((k,), -self.eps * math.log(k)))
         self.r = nn.Parameter(torch.zeros(k, d))
         if init_means is not None:
             with torch.no_grad():
@@ -75,6 +83,18 @@ class GaussianMixturePotential(nn.Module):
     @property
     def n_components(self) -> int:
         return self.r.shape[0]
+
+    @property
+    def log_alpha(self) -> Tensor:
+        """``log alpha_k = alpha_logit_k / eps``: ``(K,)``."""
+        return self.alpha_logit / self.eps
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """Checkpoints written before ``alpha_logit`` stored ``log_alpha`` itself."""
+        old = state_dict.pop(prefix + "log_alpha", None)
+        if old is not None and prefix + "alpha_logit" not in state_dict:
+            state_dict[prefix + "alpha_logit"] = old * self.eps
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # -- factors of S_k ------------------------------------------------------------
     def chol(self) -> Tensor:
@@ -126,10 +146,11 @@ class GaussianMixturePotential(nn.Module):
             logdet = self.log_s.sum(1)
         else:
             L = self.chol()
-            diff = (y[None] - self.r[:, None, :]).transpose(1, 2)  # (K, D, B)
-            z = torch.linalg.solve_triangular(L, diff, upper=False)
-            maha = z.pow(2).sum(1).T  # (B, K)
-            logdet = 2 * L.diagonal(dim1=-2, dim2=-1).log().sum(1)
+            eye = torch.eye(d, dtype=L.dtype, device=L.device).expand_as(L)
+            L_inv = torch.linalg.solve_triangular(L, eye, upper=False)  # K D^3, not B K D^2
+            z = torch.einsum("bd,ked->bke", y, L_inv) - torch.einsum("kd,ked->ke", self.r, L_inv)
+            maha = z.pow(2).sum(-1)  # (B, K): |L_k^{-1} (y - r_k)|^2
+            logdet = 2 * self.L_raw.diagonal(dim1=-2, dim2=-1).sum(1)
         log_n = -0.5 * (maha / self.eps + logdet + d * math.log(2 * math.pi * self.eps))
         return torch.logsumexp(self.log_alpha + log_n, dim=1)
 
@@ -182,21 +203,25 @@ class GaussianMixturePotential(nn.Module):
                generator: torch.Generator | None = None, chunk: int = 4096) -> Tensor:
         """Exact draws of ``X_1 | X_t = x`` (``t = 0``: ``pi(. | x)``): ``(B, D)`` -> ``(B, D)``."""
         z = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
-        out = []
-        for lo in range(0, x.shape[0], chunk):
-            xb, zb = x[lo: lo + chunk], z[lo: lo + chunk]
-            if self.cov == "diag":
-                log_w, c, q = self._diag_terms(xb, t)
-                idx = self._pick(log_w, generator)
-                mean = c[idx] * xb / (1 - t) + q[idx]
-                out.append(mean + (self.eps * c[idx]).sqrt() * zb)
-                continue
-            log_w, mean, var, U = self.posterior(xb, t)
-            idx = self._pick(log_w, generator)
-            rows = torch.arange(xb.shape[0], device=x.device)
-            noise = torch.einsum("bde,be->bd", U.to(x)[idx], var[rows, idx].sqrt() * zb)
-            out.append(mean[rows, idx] + noise)
-        return torch.cat(out)
+        return torch.cat([self._sample_rows(x[lo: lo + chunk], z[lo: lo + chunk], t, generator)
+                          for lo in range(0, x.shape[0], chunk)])
+
+    def _sample_rows(self, x: Tensor, z: Tensor, t: float,
+                     generator: torch.Generator | None) -> Tensor:
+        """One chunk of :meth:`sample` with standard normals ``z``. Runs of equal rows (``k``
+        draws per point, as the evaluation asks) share their weights and means."""
+        xu, inv = torch.unique_consecutive(x, dim=0, return_inverse=True)
+        if self.cov == "diag":
+            log_w, c, q = self._diag_terms(xu, t)
+            idx = self._pick(log_w[inv], generator)
+            return c[idx] * x / (1 - t) + q[idx] + (self.eps * c[idx]).sqrt() * z
+        log_w, mean, var, U = self.posterior(xu, t)
+        idx = self._pick(log_w[inv], generator)
+        y, noise = mean[inv, idx], var[0, idx].sqrt() * z  # noise in the eigenbasis of S_k
+        for k in idx.unique().tolist():  # one matrix product per component
+            rows = idx == k
+            y[rows] += noise[rows] @ U[k].to(x).T
+        return y
 
     @staticmethod
     def _pick(log_w: Tensor, generator: torch.Generator | None) -> Tensor:

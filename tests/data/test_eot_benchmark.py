@@ -62,3 +62,39 @@ def test_eps_must_agree_with_the_reference():
     assert eot_benchmark(dim=2, reference_sigma=math.sqrt(0.1)).truth.plan.eps == pytest.approx(0.1)
     with pytest.raises(ConfigError):
         eot_benchmark(dim=2)
+
+
+def test_repeated_draws_match_the_conditional_and_the_floor_falls_as_one_over_k():
+    """``sample_repeated`` (weights and means once per point) has the plan's moments, and
+    the oracle's floor (the true sampler's score) shrinks ~10x from k = 200 to k = 2000."""
+    prob = eot_benchmark(dim=3, eps=1.0, seed=1)
+    oracle, plan = scorer_for(prob.truth), prob.truth.plan
+    x = torch.tensor([[0.5, -1.0, 0.3], [-0.2, 0.4, 1.1]], dtype=F64)
+    s = plan.sample_repeated(x, 200_000, torch.Generator().manual_seed(4))
+    mean, cov = plan.moments(x)
+    for i in range(2):
+        torch.testing.assert_close(s[i].mean(0), mean[i], atol=0.02, rtol=0)
+        torch.testing.assert_close(torch.cov(s[i].T), cov[i], atol=0.03, rtol=0)
+    x0 = prob.source.sample(50, torch.Generator().manual_seed(5)).double()
+    coarse, fine = oracle.floor(x0, 200), oracle.floor(x0, 2000)
+    assert 5 < coarse / fine < 20
+
+
+def test_streamed_score_equals_the_score_of_all_draws():
+    """``cbw2_uvp_of`` reduces chunks of points to moments: the same number as all draws."""
+    from sbrun.metrics.gaussian import streamed_moments
+
+    prob = eot_benchmark(dim=2, eps=1.0)
+    oracle, plan = scorer_for(prob.truth), prob.truth.plan
+    x0 = prob.source.sample(7, torch.Generator().manual_seed(6)).double()
+    draws = plan.sample_repeated(x0, 300, torch.Generator().manual_seed(7))
+
+    def pick(x, k):  # the draws of the asked points
+        assert k == 300
+        return draws[torch.cdist(x, x0).argmin(1)]
+
+    mu, cov = streamed_moments(pick, x0, 300, rows=600)  # 2 points at a time
+    assert mu.shape == (7, 2) and cov.shape == (7, 2, 2)
+    total = oracle.cbw2_uvp(x0, draws)
+    assert oracle.cbw2_uvp_of(pick, x0, 300) == pytest.approx(total, rel=1e-9)
+    assert oracle.cbw2_uvp(x0, draws[:, :10]) > total  # fewer draws: a higher floor

@@ -23,7 +23,7 @@ def random_potential(cov: str, seed: int = 0, k: int = 3, d: int = 2) -> Gaussia
     g = torch.Generator().manual_seed(seed)
     pot = GaussianMixturePotential((d,), k, cov, EPS).double()
     with torch.no_grad():
-        pot.log_alpha.copy_(torch.randn(k, generator=g, dtype=F64))
+        pot.alpha_logit.copy_(EPS * torch.randn(k, generator=g, dtype=F64))
         pot.r.copy_(torch.randn(k, d, generator=g, dtype=F64))
         if cov == "diag":
             pot.log_s.copy_(0.5 * torch.randn(k, d, generator=g, dtype=F64))
@@ -163,3 +163,67 @@ def test_cli_benchmark_run_reports_cbw2_and_transports_with_repeats(cli):
     assert out["x1"].shape == (5, 7, 3) and out["x1"].std(1).min() > 0  # x1 | x0 is random
     bad, _ = cli("method=lightsb", "data=eot_benchmark", "data.eps=0.1", "debug=smoke", env=env)
     assert bad.returncode != 0 and "sde.sigma=0.316" in bad.stderr
+
+
+def benchmark_potential(plan) -> GaussianMixturePotential:
+    """The benchmark's own adjusted potential in LightSB's form: ``v(y) ∝ b(y)
+    exp(-|y|^2 / 2 eps) = sum_n alpha_n N(y | P_n Sigma_n^-1 mu_n, P_n)`` with ``eps S_n = P_n``
+    and ``alpha_n ∝ p_n N(mu_n | 0, Sigma_n + eps I)`` (product of two Gaussian densities)."""
+    n, d = plan.means.shape
+    pot = GaussianMixturePotential((d,), n, "full", plan.eps).double()
+    kernel = torch.distributions.MultivariateNormal(torch.zeros(d, dtype=F64), plan.kernel_cov)
+    L = torch.linalg.cholesky(plan.P / plan.eps)
+    with torch.no_grad():
+        pot.alpha_logit.copy_(plan.eps * (plan.weights.log() + kernel.log_prob(plan.means)))
+        pot.r.copy_(plan.bias)
+        pot.L_raw.copy_(torch.tril(L, -1) + torch.diag_embed(L.diagonal(dim1=-2, dim2=-1).log()))
+    return pot
+
+
+@pytest.mark.parametrize("eps", [0.1, 1.0])
+def test_benchmark_potential_scores_at_the_floor_and_a_wrong_one_does_not(eps):
+    """The benchmark's potential, sampled by LightSB's exact sampler, scores the oracle's floor
+    (same points and draws); the same mixture with every ``r_n`` moved by 0.2 does not."""
+    from sbrun.data.eot_benchmark import eot_benchmark
+    from sbrun.metrics.truth import scorer_for
+
+    prob = eot_benchmark(dim=4, eps=eps)
+    oracle, pot = scorer_for(prob.truth), benchmark_potential(prob.truth.plan)
+    x0 = prob.source.sample(40, torch.Generator().manual_seed(1)).double()
+    g = torch.Generator().manual_seed(2)
+
+    def draw(x, k):
+        return pot.sample(x.repeat_interleave(k, 0), 0.0, g).reshape(x.shape[0], k, -1)
+
+    floor, score = oracle.floor(x0, 2000), oracle.cbw2_uvp_of(draw, x0, 2000)
+    assert score < 1.5 * floor + 0.01
+    with torch.no_grad():
+        pot.r += 0.2
+    assert oracle.cbw2_uvp_of(draw, x0, 2000) > 5 * floor + 0.2
+
+
+@pytest.mark.parametrize("cov", ["diag", "full"])
+def test_distinct_rows_sample_like_repeated_ones(cov):
+    """Runs of equal rows share their weights and means (``_sample_rows``); interleaved rows
+    (no runs) draw the same conditionals."""
+    pot = random_potential(cov, seed=11)
+    a, b = torch.tensor([0.3, -0.4], dtype=F64), torch.tensor([-0.5, 0.2], dtype=F64)
+    mixed = pot.sample(torch.stack([a, b]).repeat(60_000, 1), 0.0, torch.Generator().manual_seed(1))
+    runs = pot.sample(torch.stack([a, b]).repeat_interleave(60_000, 0), 0.0,
+                      torch.Generator().manual_seed(2))
+    for i in range(2):
+        torch.testing.assert_close(mixed[i::2].mean(0), runs[i * 60_000:(i + 1) * 60_000].mean(0),
+                                   atol=0.03, rtol=0)
+        torch.testing.assert_close(torch.cov(mixed[i::2].T),
+                                   torch.cov(runs[i * 60_000:(i + 1) * 60_000].T), atol=0.04, rtol=0)
+
+
+def test_weights_are_stored_in_the_exponents_units_and_old_checkpoints_load():
+    """``alpha_logit = eps log alpha``; a state dict with the former ``log_alpha`` loads."""
+    pot = random_potential("diag", seed=12)
+    torch.testing.assert_close(pot.log_alpha, pot.alpha_logit / EPS)
+    old = {k: v for k, v in pot.state_dict().items() if k != "alpha_logit"}
+    old["log_alpha"] = pot.log_alpha.detach().clone()
+    fresh = GaussianMixturePotential((2,), 3, "diag", EPS).double()
+    fresh.load_state_dict(old)
+    torch.testing.assert_close(fresh.alpha_logit, pot.alpha_logit)
