@@ -44,8 +44,8 @@ LIGHTSB = {0.1: {2: 0.03, 16: 0.08, 64: 0.28, 128: 0.60},
 DRAWS = 20_000  # conditional draws per point: the floor ~ 1 / DRAWS sits far below the targets
 
 SETTINGS = {
-    "lightsb": ["method=lightsb", "method.cov=diag", "method.n_components=50",
-                "trainer.steps=3000", "trainer.batch_size=1024", "trainer.lr=1e-2"],
+    "lightsb": ["method=lightsb", "method.cov=full", "method.n_components=10",
+                "trainer.steps=2000", "trainer.batch_size=512", "trainer.lr=1e-2"],
     "dsbm": ["method=dsbm", "method.imf_iters=4", "trainer.steps=1500", "solver.steps=50",
              "data.oracle_repeats=200"],
 }

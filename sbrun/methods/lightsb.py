@@ -30,12 +30,15 @@ import math
 import torch
 from torch import Tensor, nn
 
+from sbrun.data.distributions import StandardGaussian
 from sbrun.errors import ConfigError
 from sbrun.methods.base import Batch, LossOutput, Method, Phase
 from sbrun.models.gmm_potential import COVS, GaussianMixturePotential
 from sbrun.solvers.base import Solver, SolveResult
 
 SAMPLERS = ("auto", "exact", "sde")
+INITS = ("auto", "gaussian", "samples")
+WEAK_COUPLING = 0.75  # init=auto: gaussian when eps S carries this share of the target variance
 
 
 def check_options(**options: tuple) -> None:
@@ -43,6 +46,40 @@ def check_options(**options: tuple) -> None:
     for key, (value, valid) in options.items():
         if value not in valid:
             raise ConfigError(f"unknown method.{key} '{value}'; valid: {', '.join(valid)}")
+
+
+def gaussian_bridge_init(x0: Tensor, x1: Tensor, eps: float, k: int,
+                         spread: float = 0.3) -> tuple[Tensor, Tensor]:
+    """Initial ``r_k: (K, D)`` and shared ``S: (D, D)`` from the Schrödinger bridge between
+    the Gaussian fits ``N(m0, A)``, ``N(m1, B)`` of source draws ``x0`` and target draws
+    ``x1: (n >= K, D)``: its conditional ``N(m1 + C^T A^-1 (x - m0), B - C^T A^-1 C)`` is
+    LightSB's one-component form ``N(r + S x, eps S)`` with ``eps S = B - C^T A^-1 C`` (the
+    closed form, :func:`~sbrun.couplings.gaussian.gaussian_cross_cov`). ``K = 1``: that ``r``;
+    ``K > 1``: ``r_k = r + spread (y_k - m1 - S (E[x0 | x1 = y_k] - m0))`` with the target
+    draw ``y_k`` and its pull-back ``E[x0 | x1 = y_k] = m0 + C B^-1 (y_k - m1)``: at
+    ``spread = 1`` component ``k`` sends the pull-back to ``y_k``; smaller, the components
+    start bunched around the fitted bridge (each already as wide as it) and split."""
+    from sbrun.couplings.gaussian import gaussian_cross_cov
+    from sbrun.data.gaussians import Gaussian
+
+    def fit(z: Tensor) -> Gaussian:
+        z = z.double().reshape(z.shape[0], -1)
+        cov = torch.atleast_2d(torch.cov(z.T))
+        ridge = 1e-6 * float(cov.trace()) / cov.shape[0]
+        cov = 0.5 * (cov + cov.T) + ridge * torch.eye(cov.shape[0], dtype=cov.dtype)
+        return Gaussian(z.mean(0), cov, dtype=torch.float64)
+
+    g0, g1 = fit(x0), fit(x1)
+    C = gaussian_cross_cov(g0, g1, math.sqrt(eps))
+    lam, U = torch.linalg.eigh(g1.cov - C.T @ torch.linalg.solve(g0.cov, C))
+    lam = lam.clamp_min(1e-3 * float(lam.abs().mean()))  # sampling noise: keep S definite
+    S = (U * lam) @ U.T / eps
+    r = g1.mean - S @ g0.mean
+    if k == 1:
+        return r[None], S
+    y = x1[:k].double().reshape(k, -1)
+    back = (y - g1.mean) @ torch.linalg.solve(g1.cov, C.T)  # E[x0 | x1 = y_k] - m0
+    return r + spread * (y - g1.mean - back @ S), S
 
 
 def brownian_eps(sde, method: str) -> float:
@@ -60,9 +97,18 @@ class LightSB(Method):
         n_components: ``K`` components of ``v``.
         cov: ``diag`` | ``full`` form of ``S_k``.
         sampler: ``auto`` | ``exact`` | ``sde`` (module docstring).
-        init_log_s: initial ``log diag S_k``, or ``auto``: ``eps S_k = min(eps, v / 10) I``
-            with ``v`` the mean per-coordinate variance of target draws (a component a tenth
-            as wide as the target, never wider than the reference's kernel).
+        init: ``gaussian``: every ``S_k`` and the ``r_k`` (a third of the way out to target
+            draws) from the closed-form bridge between Gaussian fits of source and target
+            draws (:func:`gaussian_bridge_init`); ``samples``: LightSB's own, ``r_k`` = target
+            draws and ``S_k`` from ``init_log_s``; ``auto`` (default): ``gaussian`` for one
+            component (the exact family on Gaussians) or when that bridge's conditional
+            carries at least 3/4 of the target's variance (large ``eps``: broad components
+            that split find every mode; target-draw starts miss some), else ``samples``.
+        init_log_s: ``init=samples``: initial ``log diag S_k``, or ``auto``: ``eps S_k =
+            min(eps, v / 10) I`` with ``v`` the mean per-coordinate variance of target draws
+            (a component a tenth as wide as the target, never wider than the reference's
+            kernel).
+        init_draws: source and target draws behind the initialisation.
     """
 
     name = "lightsb"
@@ -71,8 +117,10 @@ class LightSB(Method):
     uses_reference = True
 
     def __init__(self, n_components: int = 50, cov: str = "diag", sampler: str = "auto",
-                 init_log_s: float | str = "auto"):
-        check_options(cov=(cov, COVS), sampler=(sampler, SAMPLERS))
+                 init: str = "auto", init_log_s: float | str = "auto",
+                 init_draws: int = 10_000):
+        check_options(cov=(cov, COVS), sampler=(sampler, SAMPLERS), init=(init, INITS))
+        self.init, self.init_draws = init, max(int(init_draws), int(n_components))
         if n_components < 1:
             raise ConfigError(f"method.n_components must be >= 1, got {n_components}")
         self.n_components, self.cov, self.sampler = int(n_components), cov, sampler
@@ -95,14 +143,21 @@ class LightSB(Method):
         return self.sampler == "sde"
 
     def model_kwargs(self, name: str) -> dict:
-        """The potential's size and ``eps``; ``r_k`` start at ``K`` target draws (LightSB's
-        initialisation; ``build`` has seeded the global RNG, a resumed run loads its own)."""
-        y = self.problem.target.sample(max(self.n_components, 1000)).reshape(-1, self.problem.shape[0])
+        """The potential's size, ``eps`` and initial ``r_k``, ``S_k`` (``init``; ``build``
+        has seeded the global RNG, a resumed run loads its own)."""
+        out = {"n_components": self.n_components, "cov": self.cov, "eps": self.eps}
+        y = self.problem.target.sample(self.init_draws).reshape(self.init_draws, -1)
+        if self.init != "samples":
+            source = self.problem.source or StandardGaussian(self.problem.shape)
+            r, S = gaussian_bridge_init(source.sample(self.init_draws), y, self.eps,
+                                        self.n_components, spread=0.3)
+            share = self.eps * float(S.trace()) / float(y.double().var(0).sum())
+            if self.init == "gaussian" or self.n_components == 1 or share >= WEAK_COUPLING:
+                return {**out, "init_means": r.float(), "init_cov": S}
         log_s = self.init_log_s
         if log_s == "auto":
             log_s = math.log(min(1.0, 0.1 * float(y.var(0).mean()) / self.eps))
-        return {"n_components": self.n_components, "cov": self.cov, "eps": self.eps,
-                "init_log_s": float(log_s), "init_means": y[: self.n_components]}
+        return {**out, "init_log_s": float(log_s), "init_means": y[: self.n_components]}
 
     @staticmethod
     def potential(nets: nn.ModuleDict) -> GaussianMixturePotential:

@@ -49,6 +49,8 @@ class GaussianMixturePotential(nn.Module):
         init_log_s: initial ``log`` of the diagonal of ``S_k`` (``0``: ``S_k = I``, the
             reference kernel's own covariance ``eps I``).
         init_means: ``(K, D)`` initial ``r_k`` (LightSB: target draws); ``None``: zeros.
+        init_cov: ``(D, D)`` SPD initial ``S_k`` of every component (``diag``: its
+            diagonal), in place of ``init_log_s``; ``None``: ``exp(init_log_s) I``.
         cond_dim: ignored (the potential takes no time); accepted so ``build`` can pass it.
         hidden, depth: network sizes that presets such as ``debug=smoke`` set for every
             model; a mixture has none, so they are ignored with a warning.
@@ -56,7 +58,8 @@ class GaussianMixturePotential(nn.Module):
 
     def __init__(self, shape: tuple[int, ...], n_components: int = 50, cov: str = "diag",
                  eps: float = 1.0, init_log_s: float = 0.0, init_means: Tensor | None = None,
-                 cond_dim: int = 1, hidden: int | None = None, depth: int | None = None):
+                 init_cov: Tensor | None = None, cond_dim: int = 1, hidden: int | None = None,
+                 depth: int | None = None):
         super().__init__()
         if hidden is not None or depth is not None:
             log.warning("model=gmm_potential has no hidden layers: model.hidden/depth ignored")
@@ -75,10 +78,15 @@ class GaussianMixturePotential(nn.Module):
         if init_means is not None:
             with torch.no_grad():
                 self.r.copy_(torch.as_tensor(init_means, dtype=torch.float32).reshape(k, d))
+        L = torch.eye(d, dtype=torch.float64) * math.exp(0.5 * float(init_log_s))
+        if init_cov is not None:
+            L = torch.linalg.cholesky(torch.as_tensor(init_cov, dtype=torch.float64).reshape(d, d))
         if cov == "diag":
-            self.log_s = nn.Parameter(torch.full((k, d), float(init_log_s)))
+            log_s = L.pow(2).sum(1).log()  # the diagonal of S = L L^T
+            self.log_s = nn.Parameter(log_s.float().expand(k, d).clone())
         else:  # L = tril(L_raw) with exp on the diagonal: S = L L^T positive definite
-            self.L_raw = nn.Parameter(torch.diag_embed(torch.full((k, d), 0.5 * init_log_s)))
+            raw = torch.tril(L, -1) + torch.diag_embed(L.diagonal().log())
+            self.L_raw = nn.Parameter(raw.float().expand(k, d, d).clone())
 
     @property
     def n_components(self) -> int:

@@ -105,7 +105,7 @@ def test_one_full_component_recovers_the_gaussian_bridge():
 
     sigma = 0.8
     prob = gaussian(dim=2, seed=4)
-    m = LightSB(n_components=1, cov="full")
+    m = LightSB(n_components=1, cov="full", init="samples")  # the loss, not the init, gets there
     m.bind(prob, Brownian(sigma))
     torch.manual_seed(0)
     pot = GaussianMixturePotential((2,), **m.model_kwargs("potential"))
@@ -227,3 +227,28 @@ def test_weights_are_stored_in_the_exponents_units_and_old_checkpoints_load():
     fresh = GaussianMixturePotential((2,), 3, "diag", EPS).double()
     fresh.load_state_dict(old)
     torch.testing.assert_close(fresh.alpha_logit, pot.alpha_logit)
+
+
+def test_gaussian_init_is_the_closed_form_bridge_of_the_moment_fits():
+    """``init=gaussian``, K = 1, full: before any step the potential's conditional is the
+    closed-form SB conditional (up to the moments of 50 000 draws); K = 3: every component
+    starts with that ``S``, the ``r_k`` apart."""
+    from sbrun.couplings.gaussian import gaussian_sb_conditional
+    from sbrun.methods.lightsb import gaussian_bridge_init
+
+    sigma = 0.7
+    prob = gaussian(dim=3, seed=2)
+    m = LightSB(n_components=1, cov="full", init_draws=50_000)
+    m.bind(prob, Brownian(sigma))
+    torch.manual_seed(0)
+    pot = GaussianMixturePotential((3,), **m.model_kwargs("potential")).double()
+    x = prob.source.sample(4, torch.Generator().manual_seed(1)).double()
+    mean, cov = gaussian_sb_conditional(prob.source, prob.target, sigma, x)
+    _, means, var, U = pot.posterior(x)
+    torch.testing.assert_close(means[:, 0], mean, atol=0.05, rtol=0)
+    torch.testing.assert_close(U[0] @ torch.diag(var[0, 0]) @ U[0].T, cov, atol=0.03, rtol=0)
+    x0, x1 = prob.source.sample(20_000).double(), prob.target.sample(20_000).double()
+    r1, S1 = gaussian_bridge_init(x0, x1, sigma**2, 1)
+    r3, S3 = gaussian_bridge_init(x0, x1, sigma**2, 3)
+    torch.testing.assert_close(S3, S1)  # one shared S_k; the r_k spread over the target
+    assert r3.shape == (3, 3) and torch.cdist(r3, r3).triu(1).max() > 0.1
