@@ -132,6 +132,7 @@ def test_bad_options_are_refused():
 
     with pytest.raises(ConfigError):
         LightSB(cov="dense")
+    assert LightSB(n_components=1).cov == "full" and LightSB().cov == "diag"  # cov=auto
     with pytest.raises(ConfigError):
         LightSB(sampler="ode")
     with pytest.raises(ConfigError, match="sde=brownian"):
