@@ -110,6 +110,8 @@ class LightSB(Method):
             (a component a tenth as wide as the target, never wider than the reference's
             kernel).
         init_draws: source and target draws behind the initialisation.
+        init_spread: ``init=gaussian``: ``spread`` of :func:`gaussian_bridge_init` (1: each
+            ``r_k`` sends the pull-back of a target draw to that draw).
     """
 
     name = "lightsb"
@@ -119,11 +121,12 @@ class LightSB(Method):
 
     def __init__(self, n_components: int = 50, cov: str = "auto", sampler: str = "auto",
                  init: str = "auto", init_log_s: float | str = "auto",
-                 init_draws: int = 10_000):
+                 init_draws: int = 10_000, init_spread: float = 0.3):
         check_options(cov=(cov, ("auto", *COVS)), sampler=(sampler, SAMPLERS), init=(init, INITS))
         if cov == "auto":  # a few full components cost K d^2 and model correlated conditionals
             cov = "full" if int(n_components) <= FULL_UP_TO else "diag"
         self.init, self.init_draws = init, max(int(init_draws), int(n_components))
+        self.init_spread = float(init_spread)
         if n_components < 1:
             raise ConfigError(f"method.n_components must be >= 1, got {n_components}")
         self.n_components, self.cov, self.sampler = int(n_components), cov, sampler
@@ -153,7 +156,7 @@ class LightSB(Method):
         if self.init == "gaussian" or (self.init == "auto" and self.n_components == 1):
             source = self.problem.source or StandardGaussian(self.problem.shape)
             r, S = gaussian_bridge_init(source.sample(self.init_draws), y, self.eps,
-                                        self.n_components)
+                                        self.n_components, self.init_spread)
             return {**out, "init_means": r.float(), "init_cov": S}
         log_s = self.init_log_s
         if log_s == "auto":
