@@ -61,7 +61,8 @@ def sbrun_cfg(task: str, coupling: str, steps: int, seed: int, prefetch: bool):
     return compose(["+experiment=cfm_protocol_2d", f"data={TASKS[task]}", f"method.coupling={coupling}",
                     f"trainer.steps={steps}", f"seed={seed}", "trainer.threads=1", "logger=none",
                     "trainer.progress=false", "trainer.checkpoint_every=0",
-                    f"trainer.prefetch={str(prefetch).lower()}"])
+                    f"trainer.prefetch={str(prefetch).lower()}"]
+                   + (["method.blur=0"] if coupling == "entropic_ot" else []))  # bridge paths: sde.sigma
 
 
 def eval_points(data, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
