@@ -22,7 +22,7 @@ def check_trainer_config(cfg: TrainerConfig) -> None:
         if getattr(cfg, key) < 1:
             raise ConfigError(f"trainer.{key} must be >= 1, got {getattr(cfg, key)}")
     for key in ("warmup", "eval_every", "checkpoint_every", "interrupt_at", "threads",
-                "weight_decay", "lr_min"):
+                "weight_decay", "lr_min", "prefetch"):
         if getattr(cfg, key) < 0:
             raise ConfigError(f"trainer.{key} must be >= 0, got {getattr(cfg, key)}")
     if not (math.isfinite(cfg.lr) and cfg.lr > 0):

@@ -163,8 +163,9 @@ class Trainer:
         self.stop_prefetch()
         pair_fn = self.method.pair_fn(phase)
         if pair_fn is not None:
-            self.prefetcher = PairPrefetcher(self.data, pair_fn, self.cfg.batch_size,
-                                             self.generator, background=self.cfg.prefetch)
+            depth = int(self.cfg.prefetch)  # false: one batch ahead, solved on demand
+            self.prefetcher = PairPrefetcher(self.data, pair_fn, self.cfg.batch_size, self.generator,
+                                             background=depth > 0, depth=max(depth, 1))
             if self._prefetch_state is not None:
                 self.prefetcher.load_state_dict(self._prefetch_state)
         self._prefetch_state = None
