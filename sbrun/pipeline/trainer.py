@@ -44,7 +44,8 @@ class Trainer:
                  data: BatchSource, run_dir: Path, device: torch.device, seed: int,
                  evaluate: Callable | None = None, progress=None, dist: DistInfo | None = None):
         # a plain dataclass: an OmegaConf attribute read costs ~50 us, several per step
-        cfg = OmegaConf.to_object(cfg) if OmegaConf.is_config(cfg) else cfg
+        if OmegaConf.is_config(cfg):  # (merged into the schema: an untyped one too)
+            cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainerConfig), cfg))
         check_trainer_config(cfg)
         self.cfg, self.method, self.nets, self.data = cfg, method, nets, data
         self.device, self.run_dir, self.evaluate = device, Path(run_dir), evaluate

@@ -27,7 +27,14 @@ def _flat(nets) -> torch.Tensor:
 
 
 def test_config_is_read_as_a_plain_dataclass(tmp_path):
+    from omegaconf import OmegaConf
+
     assert type(_trainer(tmp_path).cfg) is TrainerConfig
+    cfg = compose(RUN)
+    c = build(cfg)
+    untyped = OmegaConf.create(OmegaConf.to_container(cfg.trainer))  # no schema attached
+    t = Trainer(untyped, c.method, c.nets, c.data, tmp_path, c.device, cfg.seed)
+    assert type(t.cfg) is TrainerConfig and t.cfg.batch_size == 32
 
 
 def test_ema_zero_is_the_weights_wherever_it_is_read(tmp_path):
