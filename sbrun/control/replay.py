@@ -66,14 +66,37 @@ def clip_norm(a: Tensor, max_norm: float) -> Tensor:
     return a * scale.reshape(-1, *([1] * (a.dim() - 1)))
 
 
+@torch.no_grad()
+def tilted_adjoint(chain: BrownianChain, beta, k: Tensor, x: Tensor, samples: int,
+                   generator: torch.Generator | None = None, clip: float = 0.0) -> Tensor:
+    """``E_{P*}[grad beta(X_1) | X_{t_k} = x]`` by self-normalised importance sampling: the
+    optimum's law of ``X_1`` given ``X_t = x`` is the base's, ``N(x, (V(1) - V(t)) I)``, tilted
+    by ``exp(-beta)``; ``samples`` draws per row, weights ``softmax(-beta)``. ``u* = -g`` times
+    this, whatever the current control: the regression target no longer depends on where the
+    control sends its samples. ``k: (B,)``, ``x: (B, *D)`` -> ``(B, *D)``."""
+    rem = (chain.total_var - chain._var[k.cpu()]).clamp_min(0.0).sqrt().to(x)
+    z = torch.randn((x.shape[0], samples, *x.shape[1:]), generator=generator, dtype=x.dtype)
+    x1 = (x[:, None] + rem.reshape(-1, 1, *([1] * (x.dim() - 1))) * z.to(x.device)).flatten(0, 1)
+    with torch.enable_grad():
+        x1 = x1.requires_grad_(True)
+        cost = beta(x1)
+        (a,) = torch.autograd.grad(cost.sum(), x1)
+    w = torch.softmax(-cost.reshape(x.shape[0], samples).double(), 1).to(x)
+    a = clip_norm(a, clip).reshape(x.shape[0], samples, *x.shape[1:])
+    return (w.reshape(*w.shape, *([1] * (x.dim() - 1))) * a).sum(1)
+
+
 def reciprocal_matching_loss(chain: BrownianChain, control: nn.Module, x1: Tensor, a: Tensor,
-                             generator: torch.Generator | None = None) -> Tensor:
+                             generator: torch.Generator | None = None, target=None) -> Tensor:
     """``mean_i N h_k / 2 |u(t_k, X_k) + g_k a_i|^2`` with ``k ~ U{0..N-1}`` and ``X_k`` drawn
-    from the base bridge to ``x1_i`` (module docstring); ``x1, a: (B, *D)``."""
+    from the base bridge to ``x1_i`` (module docstring); ``x1, a: (B, *D)``. ``target(k, X_k)``,
+    if given, replaces ``a`` (e.g. :func:`tilted_adjoint`)."""
     n, b = chain.steps, x1.shape[0]
     k = torch.randint(0, n, (b,), generator=generator)
     eps = torch.randn(x1.shape, generator=generator, dtype=x1.dtype).to(x1.device)
     xk = chain.bridge(k, x1, eps)
+    if target is not None:
+        a = target(k, xk)
     g = torch.tensor([chain.g(i) for i in range(n)], dtype=x1.dtype)[k].to(x1.device)
     h = (chain.times[1:] - chain.times[:-1]).to(x1.dtype)[k].to(x1.device)
     t = chain.times.to(x1.dtype)[k].to(x1.device)

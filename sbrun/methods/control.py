@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from sbrun.control import estimators as est
 from sbrun.control.chains import Chain, MemorylessFlowChain, reference_chain
 from sbrun.control.objective import energy_objective, reward_objective
-from sbrun.control.replay import ReplayBuffer, clip_norm, reciprocal_matching_loss
+from sbrun.control.replay import ReplayBuffer, clip_norm, reciprocal_matching_loss, tilted_adjoint
 from sbrun.data.distributions import Problem, StandardGaussian
 from sbrun.errors import ConfigError, check_positive
 from sbrun.methods.base import Batch, LossOutput, Method, Phase
@@ -57,6 +57,8 @@ class Control(Method):
             buffer of on-policy end points, regressed on base bridges
             (:mod:`sbrun.control.replay`); 0: on-policy adjoint matching.
         adjoint_clip: cap on the per-sample norm of ``grad beta(X_1)`` (0: none).
+        target_samples: with ``replay``, regress onto ``E_{P*}[grad beta(X_1) | X_t]`` estimated
+            by importance sampling with this many draws (0: the buffer's own end point).
         base_run: a trained flow-matching / ddpm / score-sde run directory used as the base.
         base_steps: train the base flow on the data for this many steps first (0: none).
         steps: steps ``N`` of the chain (``${solver.steps}``: training and sampling agree).
@@ -72,7 +74,7 @@ class Control(Method):
                  classifier_path: str | None = None, estimator: str = "adjoint_matching",
                  am_times: int = 0, lean: bool = True, base_run: str | None = None,
                  base_steps: int = 0, steps: int = 100, target_pool: int = 30,
-                 replay: int = 0, adjoint_clip: float = 0.0):
+                 replay: int = 0, adjoint_clip: float = 0.0, target_samples: int = 0):
         from sbrun.control.energies import ENERGIES
         from sbrun.control.rewards import REWARDS
 
@@ -87,7 +89,8 @@ class Control(Method):
         self.reward_scale = float(check_positive("method.reward_scale", reward_scale))
         for key, value, low in (("am_times", am_times, 0), ("base_steps", base_steps, 0),
                                 ("steps", steps, 1), ("target_pool", target_pool, 1),
-                                ("replay", replay, 0), ("adjoint_clip", adjoint_clip, 0)):
+                                ("replay", replay, 0), ("adjoint_clip", adjoint_clip, 0),
+                                ("target_samples", target_samples, 0)):
             if value < low:
                 raise ConfigError(f"method.{key} must be >= {low}, got {value}")
         if base_run and base_steps:
@@ -108,7 +111,10 @@ class Control(Method):
         self.reward_class, self.classifier_path = reward_class, classifier_path
         self.am_times, self.lean, self.base_run = int(am_times), bool(lean), base_run
         self.base_steps, self.steps, self.target_pool = int(base_steps), int(steps), int(target_pool)
-        self.adjoint_clip = float(adjoint_clip)
+        if target_samples and not replay:
+            raise ConfigError("method.target_samples > 0 needs method.replay > 0 (the tilted "
+                              "adjoint target of reciprocal adjoint matching)")
+        self.adjoint_clip, self.target_samples = float(adjoint_clip), int(target_samples)
         self.buffer = ReplayBuffer(replay) if replay else None
         self.base = "run" if base_run else "train" if base_steps else "reference"
         self.uses_reference = self.base == "reference"
@@ -209,7 +215,9 @@ class Control(Method):
         ro = est.rollout(chain, u, batch.x0, beta, g, keep=False)
         self.buffer.add(ro.xs[-1], clip_norm(est.terminal_adjoint(beta, ro.xs[-1]), self.adjoint_clip))
         x1, a = self.buffer.sample(batch.x0.shape[0], g)
-        loss = reciprocal_matching_loss(chain, u, x1, a, g)
+        target = None if not self.target_samples else lambda k, x: tilted_adjoint(
+            chain, beta, k, x, self.target_samples, g, self.adjoint_clip)
+        loss = reciprocal_matching_loss(chain, u, x1, a, g, target)
         return LossOutput(loss, {"loss": loss.detach(), "objective": (ro.running + ro.beta).mean()})
 
     def state_dict(self) -> dict:

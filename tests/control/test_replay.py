@@ -7,7 +7,7 @@ from sbrun.control import estimators as est
 from sbrun.control.chains import BrownianChain, reference_chain
 from sbrun.control.metrics import gaussian_errors
 from sbrun.control.objective import reward_objective
-from sbrun.control.replay import ReplayBuffer, clip_norm, reciprocal_matching_loss
+from sbrun.control.replay import ReplayBuffer, clip_norm, reciprocal_matching_loss, tilted_adjoint
 from sbrun.sde import VE
 
 
@@ -58,3 +58,18 @@ def test_reciprocal_matching_reaches_the_quadratic_closed_form():
                     keep=False).xs[-1]
     err = gaussian_errors(x, obj.target)
     assert err["mean_error"] < 0.05 and err["cov_error"] < 0.05, err
+
+
+def test_tilted_adjoint_is_the_conditional_mean_under_the_optimum():
+    """``beta = |x - c|^2 / 2`` on ``dX = dW``: given ``X_t = x`` the optimum's ``X_1`` is ``N(x,
+    r^2)`` tilted by ``exp(-beta)``, i.e. ``N(m, .)`` with ``m = (x / r^2 + c) / (1 / r^2 + 1)``,
+    so ``E[grad beta(X_1) | x] = m - c`` (``r^2 = 1 - t``)."""
+    chain = BrownianChain((2,), 10, 1.0)
+    c = torch.tensor([2.0, 1.0], dtype=torch.float64)
+    x = torch.tensor([[0.0, 0.0], [1.0, -1.0], [3.0, 2.0]], dtype=torch.float64)
+    k = torch.tensor([0, 4, 8])
+    est_a = tilted_adjoint(chain, lambda y: 0.5 * (y - c).pow(2).sum(1), k, x, 200000,
+                           torch.Generator().manual_seed(0))
+    r2 = (1 - chain.times[k]).double()[:, None]
+    m = (x / r2 + c) / (1 / r2 + 1)
+    torch.testing.assert_close(est_a, m - c, atol=0.01, rtol=0)
