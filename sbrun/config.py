@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 from sbrun.errors import ConfigError
 
@@ -49,7 +49,9 @@ class TrainerConfig:
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 adds a GradScaler)
     compile: bool = False  # torch.compile the training forward pass
     channels_last: bool = False  # memory format for image networks on GPU
-    prefetch: bool = True  # solve the next batch's coupling plan on a worker thread during a step
+    # coupling plans solved ahead on worker threads: N batches in flight on N threads
+    # (true = 1); false solves each plan when its step needs it (the same run as true)
+    prefetch: Union[bool, int] = True  # noqa: UP007 (OmegaConf reads typing.Union only)
 
 
 @dataclass

@@ -57,11 +57,12 @@ FIELDS = ["task", "lib", "coupling", "seed", "steps", "w2", "floor", "ratio", "s
           "train_s", "prefetch", "load"]
 
 
-def sbrun_cfg(task: str, coupling: str, steps: int, seed: int, prefetch: bool):
+def sbrun_cfg(task: str, coupling: str, steps: int, seed: int, prefetch: int):
     return compose(["+experiment=cfm_protocol_2d", f"data={TASKS[task]}", f"method.coupling={coupling}",
                     f"trainer.steps={steps}", f"seed={seed}", "trainer.threads=1", "logger=none",
                     "trainer.progress=false", "trainer.checkpoint_every=0",
-                    f"trainer.prefetch={str(prefetch).lower()}"])
+                    f"trainer.prefetch={int(prefetch)}"]
+                   + (["method.blur=0"] if coupling == "entropic_ot" else []))  # bridge paths: sde.sigma
 
 
 def eval_points(data, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -73,7 +74,7 @@ def eval_points(data, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
 class SbrunRun:
     """One sbrun training (``cfm_protocol_2d``), stepped by :meth:`steps` or :meth:`fit`."""
 
-    def __init__(self, task: str, coupling: str, steps: int, seed: int, prefetch: bool, run_dir: Path):
+    def __init__(self, task: str, coupling: str, steps: int, seed: int, prefetch: int, run_dir: Path):
         from sbrun.pipeline.build import build
         from sbrun.pipeline.trainer import Trainer
 
@@ -141,8 +142,13 @@ class TorchcfmRun:
 
 def make_run(lib: str, task: str, peer: str, coupling: str, args, seed: int, run_dir: Path, data):
     if lib.startswith("sbrun"):  # sbrun-inline: the same without the worker thread
-        return SbrunRun(task, coupling, args.steps, seed, lib == "sbrun" and not args.no_prefetch, run_dir)
+        return SbrunRun(task, coupling, args.steps, seed, depth(args) if lib == "sbrun" else 0, run_dir)
     return TorchcfmRun(peer, seed, data, args.sb_ot)
+
+
+def depth(args) -> int:
+    """sbrun's ``trainer.prefetch``: batches in flight on as many worker threads."""
+    return 0 if args.no_prefetch else args.prefetch
 
 
 def load() -> float:
@@ -174,7 +180,7 @@ def run(args) -> None:
                 for (lib, peer, coupling), (r, train_s) in times.items():
                     dist, floor = evaluate(r, data, seed)
                     _write(out, fh, task, lib, peer, coupling, seed, args.steps, dist, floor, train_s,
-                           lib == "sbrun" and not args.no_prefetch)
+                           depth(args) if lib == "sbrun" else 0)
 
 
 def libs(args, coupling: str) -> tuple[str, ...]:
@@ -290,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sb-ot", default="sinkhorn", choices=["sinkhorn", "exact"],
                    help="torchcfm SB-CFM's plan (its default is exact; sinkhorn is the entropic plan)")
     p.add_argument("--no-prefetch", action="store_true", help="sbrun: trainer.prefetch=false")
+    p.add_argument("--prefetch", type=int, default=1,
+                   help="sbrun: trainer.prefetch, batches in flight on as many worker threads")
     p.add_argument("--inline", action="store_true",
                    help="also sbrun's coupled trainings without the worker (sbrun-inline rows)")
     p.add_argument("--csv", type=Path, default=Path("bench_peers.csv"))

@@ -53,6 +53,20 @@ def tradeoff_figure(rows: list[dict], x: str, y: str, title: str):
     return fig
 
 
+def sweep_title(sweep: Path, job: str) -> str:
+    """What a reader needs: method, data, training steps, sampler x steps (from the job's
+    composed config); the directory when that is unreadable."""
+    from omegaconf import OmegaConf
+
+    try:
+        cfg = OmegaConf.load(sweep / job / ".hydra" / "config.yaml")
+        method = str(cfg.method._target_).rsplit(".", 1)[-1]
+        return (f"guidance sweep: {method}, {cfg.data.name}, {cfg.trainer.steps} train steps, "
+                f"{cfg.solver.name} x {cfg.solver.steps}")
+    except Exception:  # noqa: BLE001 (a title is not worth failing the figure)
+        return str(sweep)
+
+
 def samples_figure(sweep: Path, rows: list[dict], per_class: int = 8):
     """Per ``w`` a column: one row of ``per_class`` images per class."""
     import matplotlib
@@ -93,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     for r in rows:
         print(f"w={r['w']:g}: {args.y}={r['y']:.4g} {args.x}={r['x']:.4g}")
-    tradeoff_figure(rows, args.x, args.y, str(args.sweep_dir)).savefig(
+    tradeoff_figure(rows, args.x, args.y, sweep_title(args.sweep_dir, rows[0]["job"])).savefig(
         args.sweep_dir / "guidance_tradeoff.png", dpi=110)
     samples_figure(args.sweep_dir, rows).savefig(args.sweep_dir / "guidance_samples.png", dpi=110)
     print(args.sweep_dir / "guidance_tradeoff.png")

@@ -91,24 +91,36 @@ class Chain:
 
 
 class BrownianChain(Chain):
-    """``dX = sigma dW`` from the origin: ``m_k(x) = x``, ``s_k = sigma sqrt(h_k)``."""
+    """``dX = g(t) dW`` from the origin, ``V(t) = int_0^t g^2``: ``m_k(x) = x``, ``s_k^2 = V(t_{k+1})
+    - V(t_k)`` (exact steps), ``X_1 ~ N(0, V(1) I)``. ``variance=None``: constant ``g = sigma``
+    (``V = sigma^2 t``); otherwise ``variance(t: float64 (N+1,)) -> V(t)`` with ``V(0) = 0``."""
 
     name = "brownian"
     identity_mean = True
 
-    def __init__(self, shape: tuple[int, ...], steps: int, sigma: float):
+    def __init__(self, shape: tuple[int, ...], steps: int, sigma: float = 1.0, variance=None):
         super().__init__(shape, steps)
         self.sigma = float(sigma)
+        v = self.sigma**2 * self.times if variance is None else variance(self.times)
+        self._std = (v[1:] - v[:-1]).clamp_min(0.0).sqrt()
+        self._var, self.total_var = v, float(v[-1] - v[0])
         self.prior = PointMass(self.shape)
 
     def mean(self, k: int, x: Tensor) -> Tensor:
         return x
 
     def std(self, k: int) -> float:
-        return self.sigma * math.sqrt(self.h(k))
+        return float(self._std[k])
 
     def terminal(self) -> Distribution:
-        return StandardGaussian(self.shape, std=self.sigma)
+        return StandardGaussian(self.shape, std=math.sqrt(self.total_var))
+
+    def bridge(self, k: Tensor, x1: Tensor, eps: Tensor) -> Tensor:
+        """Draws of ``X_{t_k} | X_0 = 0, X_1 = x1`` (the base bridge, Gaussian): ``N(r x1, r (1 - r)
+        V(1) I)``, ``r = V(t_k) / V(1)``; ``k: (B,)`` step indices, ``x1, eps: (B, *D)``."""
+        r = (self._var[k.cpu()] / self._var[-1]).reshape(-1, *([1] * (x1.dim() - 1)))
+        r = r.to(device=x1.device, dtype=x1.dtype)
+        return r * x1 + (r * (1 - r) * self.total_var).clamp_min(0.0).sqrt() * eps
 
 
 class MemorylessFlowChain(Chain):
@@ -140,3 +152,68 @@ class MemorylessFlowChain(Chain):
 
     def std(self, k: int) -> float:
         return self._coefficients(k)[2]
+
+
+class DiffusionChain(Chain):
+    """The generative chain of a trained diffusion model (ddpm / score-sde) as the base.
+
+    ``kernel(t, t_next, x) -> Gaussian`` is the run's own reverse step between sbrun times
+    (``ScoreSDE.kernel``: the posterior ``q(x_r | x_s, x0 = x0_hat(x_s))`` of its noising SDE;
+    ``DDPM.kernel``: Ho et al.'s ``p_theta(x_{i-1} | x_i)`` on the chain it was trained on),
+    started from the run's prior at ``t = 0``. Its ``h -> 0`` limit is the reverse-time SDE
+    with the diffusion's own noise ``g(s) sqrt(|ds/dt|)`` -- memoryless up to the noising
+    process's memory of its start: ``X_1`` and ``X_0`` are correlated by ``alpha_1``
+    (VP: ``exp(-(beta_min + beta_max) / 4)``, 0.007 at the defaults) or ``data std /
+    sigma_max`` (VE), so the tilt ``p_base exp(R / lambda)`` is exact up to that. The step
+    std does not depend on ``x`` (a table, filled by one call per step on the first use).
+    """
+
+    name = "diffusion"
+
+    def __init__(self, shape: tuple[int, ...], steps: int, kernel, prior: Distribution,
+                 net: nn.Module | None = None):
+        super().__init__(shape, steps)
+        self.kernel, self.prior, self.net = kernel, prior, net  # net: where the kernel runs
+        self._stds: list[float] | None = None
+
+    def _step(self, k: int, x: Tensor):
+        t = torch.full((x.shape[0],), float(self.times[k]), dtype=torch.float64, device=x.device)
+        return self.kernel(t, t + self.h(k), x)
+
+    def mean(self, k: int, x: Tensor) -> Tensor:
+        return self._step(k, x).mean.to(x.dtype)
+
+    def std(self, k: int) -> float:
+        if self._stds is None:
+            with torch.no_grad():
+                x = torch.zeros((1, *self.shape), device=self._device())
+                self._stds = [float(self._step(i, x).std.max()) for i in range(self.steps)]
+        return self._stds[k]
+
+    def _device(self) -> torch.device:
+        p = next(self.net.parameters(), None) if self.net is not None else None
+        return p.device if p is not None else torch.device("cpu")
+
+
+def reference_chain(sde, shape: tuple[int, ...], steps: int) -> BrownianChain:
+    """The reference ``sde`` run from the origin as a :class:`BrownianChain` (memoryless).
+
+    * ``sde=brownian``: ``dX = sigma dW``, ``V(t) = sigma^2 t``.
+    * ``sde=ve``: the VE noise in its generative direction (Adjoint Sampling's geometric
+      schedule, Havens et al. 2025): ``g(t)^2 = (1 - s_min) d var/ds`` at ``s = 1 - (1 -
+      s_min) t``, i.e. ``V(t) = var(1) - var(s(t))``: large increments early (``X_1 ~ N(0,
+      (sigma_max^2 - ..) I)`` covers the target), increments ``~ sigma_min`` at ``t = 1`` (a
+      fine last step, which a constant sigma on a uniform grid cannot give).
+    """
+    from sbrun.errors import ConfigError
+    from sbrun.sde.brownian import Brownian
+    from sbrun.sde.ve import VE
+
+    if isinstance(sde, Brownian):
+        return BrownianChain(shape, steps, sde.sigma)
+    if isinstance(sde, VE):
+        top = sde.var(torch.tensor(1.0, dtype=torch.float64))
+        return BrownianChain(shape, steps, sde.sigma_max,
+                             variance=lambda t: top - sde.var(sde.to_noising_time(t)))
+    raise ConfigError(f"method=control on the reference needs sde=brownian or sde=ve (dX = g(t) dW "
+                      f"from the origin), got sde={sde.name}")

@@ -143,14 +143,17 @@ def adjoint_loss(chain: Chain, control: nn.Module, x0: Tensor, beta,
 
 def adjoint_matching_loss(chain: Chain, control: nn.Module, x0: Tensor, beta,
                           generator: torch.Generator | None = None, times: int = 0,
-                          lean: bool = True, _time_seed: int | None = None
+                          lean: bool = True, _time_seed: int | None = None, clip: float = 0.0
                           ) -> tuple[Tensor, Tensor, Tensor]:
     """``(regression loss, X_N, objective per sample)``; ``times``: K steps (0: all N), drawn
     uniformly without replacement and weighted by ``N / K`` (an unbiased estimate of the
-    all-steps loss; ``_time_seed`` fixes them, for tests)."""
+    all-steps loss; ``_time_seed`` fixes them, for tests); ``clip > 0`` caps the norm of
+    ``a_N`` per sample (:func:`sbrun.control.replay.clip_norm`)."""
+    from sbrun.control.replay import clip_norm
+
     ro = rollout(chain, control, x0, beta, generator)
     n = chain.steps
-    a = terminal_adjoint(beta, ro.xs[-1])
+    a = clip_norm(terminal_adjoint(beta, ro.xs[-1]), clip)
     targets: list[Tensor | None] = [None] * n
     for k in reversed(range(n)):
         targets[k] = a  # a_{k+1}

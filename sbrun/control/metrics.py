@@ -6,7 +6,8 @@
 * Gaussian targets (quadratic reward on the reference): ``mean_error`` (``|m - m*| /
   sqrt(tr S*)``) and ``cov_error`` (``|S - S*|_F / |S*|_F``) of the samples' moments and
   ``kl_gaussian``, the KL of the moment-matched Gaussian to the closed form.
-* ``mixture8``: ``modes_covered``, modes holding at least a quarter of their 1/8 share.
+* ``mixture8``: ``modes_covered``, modes holding at least a quarter of their 1/8 share, and
+  ``mode_share_min``, the emptiest mode's share in units of 1/8 (1: perfectly balanced).
 * classifier rewards: ``class_rate`` (``class_rate_target``), the fraction of samples
   (target draws) the classifier gives ``p(class | x) > 1/2``.
 * importance-resampled targets: ``target_ess``, the pool's effective sample size fraction.
@@ -36,12 +37,11 @@ def gaussian_errors(x: Tensor, target: Gaussian) -> dict[str, float]:
             "kl_gaussian": kl_gaussian(m, c, m_t, c_t)}
 
 
-def modes_covered(x: Tensor, means: Tensor, share: float = 0.25) -> int:
-    """Modes whose nearest-centre share of ``x`` is at least ``share / K``."""
-    k = means.shape[0]
+def mode_shares(x: Tensor, means: Tensor) -> Tensor:
+    """``(K,)``: the fraction of ``x: (n, d)`` nearest to each centre of ``means: (K, d)``."""
     nearest = torch.cdist(x.double().cpu(), means.double()).argmin(1)
-    counts = torch.bincount(nearest, minlength=k).double() / x.shape[0]
-    return int((counts >= share / k).sum())
+    return torch.bincount(nearest, minlength=means.shape[0]).double() / x.shape[0]
+
 
 
 @torch.no_grad()
@@ -62,7 +62,9 @@ def control_metrics(method, nets, x0: Tensor, result, target: Tensor) -> dict[st
     if getattr(obj.target, "ess", None) is not None:
         out["target_ess"] = obj.target.ess
     if obj.energy is not None and hasattr(obj.energy, "means"):
-        out["modes_covered"] = modes_covered(gen.reshape(gen.shape[0], -1), obj.energy.means)
+        shares = mode_shares(gen.reshape(gen.shape[0], -1), obj.energy.means)
+        out["modes_covered"] = int((shares >= 0.25 / len(shares)).sum())
+        out["mode_share_min"] = float(shares.min() * len(shares))  # 1: the equal 1/K share
     if gen.dim() == 2:
         from sbrun.metrics.distances import w2
 

@@ -72,7 +72,8 @@ def reward_objective(name: str, lam: float, base_law: Distribution, shape: tuple
 
 
 def energy_objective(name: str, sigma: float, shape: tuple[int, ...]) -> Objective:
-    """``beta = E + log p_base`` on the reference from the origin; the target is ``exp(-E)``."""
+    """``beta = E + log p_base`` on the reference from the origin (``X_1 ~ N(0, sigma^2 I)``:
+    ``sigma`` is the base's *terminal* std); the target is ``exp(-E)``."""
     energy = make_energy(name)
     if tuple(shape) != tuple(energy.shape):
         raise ConfigError(f"method.energy={name} lives in {energy.shape}, the data has shape {shape}")

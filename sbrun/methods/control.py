@@ -5,9 +5,12 @@ minimise ``E[ int_0^1 |u|^2 / 2 dt + beta(X_1) ]``: reward fine-tuning
 (``method.reward``: ``beta = -R / lambda``, target ``p_base exp(R / lambda) / Z``) or
 data-free sampling (``method.energy``: target ``exp(-E) / Z``). The base is
 
-* the reference ``sde`` (``dX = sigma dW`` from the origin: memoryless) -- by default;
-* a trained flow-matching run, ``method.base_run=<run dir>``, as its memoryless chain
-  (Domingo-Enrich et al. 2024; :class:`~sbrun.control.chains.MemorylessFlowChain`);
+* the reference ``sde`` run from the origin (memoryless): ``sde=brownian`` (``dX = sigma
+  dW``) or ``sde=ve`` (its geometric noise, Adjoint Sampling's) -- by default;
+* a trained run, ``method.base_run=<run dir>``: a flow-matching run as its memoryless
+  chain (Domingo-Enrich et al. 2024; :class:`~sbrun.control.chains.MemorylessFlowChain`),
+  a ddpm / score-sde run as its own reverse chain from its prior
+  (:class:`~sbrun.control.chains.DiffusionChain`);
 * or, with ``method.base_steps > 0``, a flow-matching velocity trained on the data in a
   first phase ``base`` of this run (then phase ``finetune``): one command from data to
   the fine-tuned model.
@@ -26,13 +29,13 @@ import torch
 from torch import Tensor, nn
 
 from sbrun.control import estimators as est
-from sbrun.control.chains import BrownianChain, Chain, MemorylessFlowChain
+from sbrun.control.chains import Chain, MemorylessFlowChain, reference_chain
 from sbrun.control.objective import energy_objective, reward_objective
+from sbrun.control.replay import ReplayBuffer, clip_norm, reciprocal_matching_loss, tilted_adjoint
 from sbrun.data.distributions import Problem, StandardGaussian
 from sbrun.errors import ConfigError, check_positive
 from sbrun.methods.base import Batch, LossOutput, Method, Phase
 from sbrun.sde.base import ReferenceSDE
-from sbrun.sde.brownian import Brownian
 from sbrun.solvers.base import SolveResult
 
 log = logging.getLogger(__name__)
@@ -50,7 +53,13 @@ class Control(Method):
         estimator: ``backprop`` | ``adjoint`` | ``adjoint_matching``.
         am_times: steps ``K`` of the adjoint-matching regression per trajectory (0: all).
         lean: adjoint matching with the lean adjoint (``False``: the full adjoint).
-        base_run: a trained flow-matching run directory used as the base.
+        replay: adjoint matching on the reference: the size of Adjoint Sampling's replay
+            buffer of on-policy end points, regressed on base bridges
+            (:mod:`sbrun.control.replay`); 0: on-policy adjoint matching.
+        adjoint_clip: cap on the per-sample norm of ``grad beta(X_1)`` (0: none).
+        target_samples: with ``replay``, regress onto ``E_{P*}[grad beta(X_1) | X_t]`` estimated
+            by importance sampling with this many draws (0: the buffer's own end point).
+        base_run: a trained flow-matching / ddpm / score-sde run directory used as the base.
         base_steps: train the base flow on the data for this many steps first (0: none).
         steps: steps ``N`` of the chain (``${solver.steps}``: training and sampling agree).
         target_pool: importance-resampling pool per target draw.
@@ -64,7 +73,8 @@ class Control(Method):
                  reward_scale: float = 1.0, reward_center=None, reward_class: int | None = None,
                  classifier_path: str | None = None, estimator: str = "adjoint_matching",
                  am_times: int = 0, lean: bool = True, base_run: str | None = None,
-                 base_steps: int = 0, steps: int = 100, target_pool: int = 30):
+                 base_steps: int = 0, steps: int = 100, target_pool: int = 30,
+                 replay: int = 0, adjoint_clip: float = 0.0, target_samples: int = 0):
         from sbrun.control.energies import ENERGIES
         from sbrun.control.rewards import REWARDS
 
@@ -78,7 +88,9 @@ class Control(Method):
         self.estimator = est.check_estimator(estimator)
         self.reward_scale = float(check_positive("method.reward_scale", reward_scale))
         for key, value, low in (("am_times", am_times, 0), ("base_steps", base_steps, 0),
-                                ("steps", steps, 1), ("target_pool", target_pool, 1)):
+                                ("steps", steps, 1), ("target_pool", target_pool, 1),
+                                ("replay", replay, 0), ("adjoint_clip", adjoint_clip, 0),
+                                ("target_samples", target_samples, 0)):
             if value < low:
                 raise ConfigError(f"method.{key} must be >= {low}, got {value}")
         if base_run and base_steps:
@@ -87,6 +99,10 @@ class Control(Method):
         if energy is not None and (base_run or base_steps):
             raise ConfigError("method.energy samples from the reference (data-free): drop "
                               "method.base_run / method.base_steps")
+        if replay and (estimator != "adjoint_matching" or base_run or base_steps or not lean):
+            raise ConfigError("method.replay > 0 is reciprocal adjoint matching on the reference "
+                              "(dX = g dW from the origin): it needs estimator=adjoint_matching, "
+                              "lean=true and no base_run / base_steps")
         if base_run:
             from sbrun.control.base_run import check_base_run
 
@@ -95,11 +111,17 @@ class Control(Method):
         self.reward_class, self.classifier_path = reward_class, classifier_path
         self.am_times, self.lean, self.base_run = int(am_times), bool(lean), base_run
         self.base_steps, self.steps, self.target_pool = int(base_steps), int(steps), int(target_pool)
+        if target_samples and not replay:
+            raise ConfigError("method.target_samples > 0 needs method.replay > 0 (the tilted "
+                              "adjoint target of reciprocal adjoint matching)")
+        self.adjoint_clip, self.target_samples = float(adjoint_clip), int(target_samples)
+        self.buffer = ReplayBuffer(replay) if replay else None
         self.base = "run" if base_run else "train" if base_steps else "reference"
         self.uses_reference = self.base == "reference"
         self.networks = ("base", "net") if self.base == "train" else ("net",)
         self.sampler_label = f"controlled chain × {self.steps}, {estimator}"
-        self._base_net: nn.Module | None = None
+        self._base_net: nn.Module | None = None  # the flow of phase 'base'
+        self._run = None  # a loaded method.base_run (sbrun.control.base_run.BaseRun)
 
     # -- setup ---------------------------------------------------------------------------
     def bind(self, problem: Problem, sde: ReferenceSDE) -> None:
@@ -111,11 +133,8 @@ class Control(Method):
         super().bind(problem, sde)
         shape = problem.shape
         if self.base == "reference":
-            if not isinstance(sde, Brownian):
-                raise ConfigError(f"method=control on the reference needs sde=brownian (dX = sigma dW "
-                                  f"from the origin), got sde={sde.name}")
-            base_law = StandardGaussian(shape, std=sde.sigma)
-            self.prior = BrownianChain(shape, 1, sde.sigma).prior  # the origin
+            ref = reference_chain(sde, shape, self.steps)  # sde=brownian | ve, else one line
+            base_law, self.prior = ref.terminal(), ref.prior  # X_1's law; the origin
         else:
             self.prior = StandardGaussian(shape)
             base_law = problem.target
@@ -126,10 +145,11 @@ class Control(Method):
             if run.problem.name != problem.name or run.problem.shape != shape:
                 raise ConfigError(f"method.base_run was trained on data={run.problem.name}, this run "
                                   f"has data={problem.name}: use the base's data config")
-            self._base_net, base_law = run.velocity, run.problem.target
+            self._run, base_law = run, run.problem.target
+            self.prior = run.prior or self.prior
         self.data_target = base_law
         if self.energy:
-            obj = energy_objective(self.energy, sde.sigma, shape)
+            obj = energy_objective(self.energy, base_law.std, shape)
         else:
             obj = reward_objective(self.reward, self.reward_scale, base_law, shape, self.reward_center,
                                    self.reward_class, self.classifier_path, self.target_pool)
@@ -143,7 +163,9 @@ class Control(Method):
         """The base chain; a trained base uses the frozen (EMA) velocity."""
         steps = steps or self.steps
         if self.base == "reference":
-            return BrownianChain(self.problem.shape, steps, self.sde.sigma)
+            return reference_chain(self.sde, self.problem.shape, steps)
+        if self._run is not None:
+            return self._run.chain(steps)
         velocity = self._base_net if self._base_net is not None else nets["base"]
         return MemorylessFlowChain(self.problem.shape, steps, velocity)
 
@@ -157,7 +179,7 @@ class Control(Method):
         """Fine-tuning steers the EMA base of the first phase (or the loaded base run)."""
         self.objective.beta.to(ctx["device"])
         if self.base == "run":
-            self._base_net = self._base_net.to(ctx["device"])
+            self._run.net.to(ctx["device"])
         elif self.base == "train" and phase.name == "finetune":
             self._base_net = nets["base"]
 
@@ -181,8 +203,29 @@ class Control(Method):
         if self.estimator == "adjoint":
             loss, _ = est.adjoint_loss(chain, u, batch.x0, beta, g)
             return LossOutput(loss, {"loss": loss.detach(), "objective": loss.detach()})
-        loss, _, obj = est.adjoint_matching_loss(chain, u, batch.x0, beta, g, self.am_times, self.lean)
+        if self.buffer is not None:
+            return self.replay_loss(chain, u, batch)
+        loss, _, obj = est.adjoint_matching_loss(chain, u, batch.x0, beta, g, self.am_times,
+                                                 self.lean, clip=self.adjoint_clip)
         return LossOutput(loss, {"loss": loss.detach(), "objective": obj.mean()})
+
+    def replay_loss(self, chain: Chain, u: nn.Module, batch: Batch) -> LossOutput:
+        """One on-policy batch of end points into the buffer, one regression batch from it."""
+        beta, g = self.objective.beta, batch.generator
+        ro = est.rollout(chain, u, batch.x0, beta, g, keep=False)
+        self.buffer.add(ro.xs[-1], clip_norm(est.terminal_adjoint(beta, ro.xs[-1]), self.adjoint_clip))
+        x1, a = self.buffer.sample(batch.x0.shape[0], g)
+        target = None if not self.target_samples else lambda k, x: tilted_adjoint(
+            chain, beta, k, x, self.target_samples, g, self.adjoint_clip)
+        loss = reciprocal_matching_loss(chain, u, x1, a, g, target)
+        return LossOutput(loss, {"loss": loss.detach(), "objective": (ro.running + ro.beta).mean()})
+
+    def state_dict(self) -> dict:
+        return {"buffer": self.buffer.state_dict()} if self.buffer is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.buffer is not None and "buffer" in state:
+            self.buffer.load_state_dict(state["buffer"])
 
     # -- sampling ----------------------------------------------------------------------------
     @torch.no_grad()

@@ -222,8 +222,7 @@ class FlowMatching(Method):
         t = batch.rand(x0.shape[0])
         if not self.bridge:
             z = batch.randn_like(x0) if self.blur > 0 else None
-            xt = self.interpolant.sample(t, x0, x1, z)
-            u = self.interpolant.velocity(t, x0, x1, z)
+            xt, u = self.interpolant.sample_and_velocity(t, x0, x1, z)
             v = nets["net"](xt, t)
             loss = (v - u).pow(2).reshape(v.shape[0], -1).sum(1).mean()
             return LossOutput(loss, {"loss": loss.detach()})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -21,7 +22,7 @@ def check_trainer_config(cfg: TrainerConfig) -> None:
         if getattr(cfg, key) < 1:
             raise ConfigError(f"trainer.{key} must be >= 1, got {getattr(cfg, key)}")
     for key in ("warmup", "eval_every", "checkpoint_every", "interrupt_at", "threads",
-                "weight_decay", "lr_min"):
+                "weight_decay", "lr_min", "prefetch"):
         if getattr(cfg, key) < 0:
             raise ConfigError(f"trainer.{key} must be >= 0, got {getattr(cfg, key)}")
     if not (math.isfinite(cfg.lr) and cfg.lr > 0):
@@ -58,3 +59,11 @@ def lr_at(cfg: TrainerConfig, step: int, total: int) -> float:
         frac = (step - cfg.warmup) / max(1, total - cfg.warmup)
         return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * frac))
     raise ConfigError(f"unknown trainer.schedule '{cfg.schedule}'; valid: constant, cosine")
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """Autocast to ``dtype`` on ``device``; none for fp32 (``dtype=None``: entering a
+    disabled autocast still costs every step)."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 
 from sbrun.config import TrainerConfig
@@ -24,7 +26,7 @@ from sbrun.methods.guidance import train_nets
 from sbrun.pipeline.checkpoint import LAST, PREV, load_weights, plain, save_checkpoint
 from sbrun.pipeline.data import BatchSource
 from sbrun.pipeline.distributed import DistInfo, wrap
-from sbrun.pipeline.optim import PRECISIONS, check_trainer_config, lr_at, make_optimizer
+from sbrun.pipeline.optim import PRECISIONS, autocast, check_trainer_config, lr_at, make_optimizer
 from sbrun.pipeline.prefetch import PairPrefetcher
 
 log = logging.getLogger(__name__)
@@ -41,13 +43,17 @@ class Trainer:
     def __init__(self, cfg: TrainerConfig, method: Method, nets: nn.ModuleDict,
                  data: BatchSource, run_dir: Path, device: torch.device, seed: int,
                  evaluate: Callable | None = None, progress=None, dist: DistInfo | None = None):
+        # a plain dataclass: an OmegaConf attribute read costs ~50 us, several per step
+        if OmegaConf.is_config(cfg):  # (merged into the schema: an untyped one too)
+            cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainerConfig), cfg))
         check_trainer_config(cfg)
         self.cfg, self.method, self.nets, self.data = cfg, method, nets, data
         self.device, self.run_dir, self.evaluate = device, Path(run_dir), evaluate
         self.dist = dist or DistInfo()
         if cfg.channels_last:
             nets.to(memory_format=torch.channels_last)
-        self.ema = copy.deepcopy(nets).requires_grad_(False)
+        self._ema = copy.deepcopy(nets).requires_grad_(False)
+        self._ema_stale: set[str] = set()  # ema = 0: copied from the weights when read
         self.opts = {k: make_optimizer(cfg, nets[k].parameters(), device) for k in nets}
         self.phases = method.phases(cfg.steps)
         # each rank draws its own batches; rank 0 matches a single-process run
@@ -57,8 +63,8 @@ class Trainer:
             self.train_nets = nn.ModuleDict({k: torch.compile(m)
                                              for k, m in self.train_nets.items()})
         self._ema_pairs = {
-            k: ([q.data for q in self.ema[k].parameters()], [q.data for q in nets[k].parameters()],
-                list(self.ema[k].buffers()), list(nets[k].buffers()))
+            k: ([q.data for q in self._ema[k].parameters()], [q.data for q in nets[k].parameters()],
+                list(self._ema[k].buffers()), list(nets[k].buffers()))
             for k in nets
         }
         self._params = {k: list(nets[k].parameters()) for k in nets}
@@ -92,7 +98,8 @@ class Trainer:
 
     def load_state_dict(self, state: dict, path: str | Path = "checkpoint") -> None:
         load_weights(self.nets, state["nets"], path)
-        load_weights(self.ema, state["ema"], path)
+        self._ema_stale.clear()
+        load_weights(self._ema, state["ema"], path)
         try:
             for k, o in self.opts.items():
                 o.load_state_dict(state["opts"][k])
@@ -129,14 +136,26 @@ class Trainer:
             (self.run_dir / "checkpoints" / PREV).unlink(missing_ok=True)
 
     # -- one step ---------------------------------------------------------------
+    @property
+    def ema(self) -> nn.ModuleDict:
+        """The EMA networks (with ``ema = 0``: a copy of the weights, taken when read)."""
+        for k in self._ema_stale:
+            ema_p, p, ema_b, b = self._ema_pairs[k]
+            torch._foreach_copy_(ema_p, p)
+            if ema_b:
+                torch._foreach_copy_(ema_b, b)
+        self._ema_stale.clear()
+        return self._ema
+
     def _ema_update(self, names: tuple[str, ...]) -> None:
-        """``ema <- ema + (1 - decay) (params - ema)`` for the networks just trained."""
+        """``ema <- ema + (1 - decay) (params - ema)`` for the networks just trained
+        (``decay = 0``: the copy is deferred to the next read of :attr:`ema`)."""
+        if self.cfg.ema == 0:
+            self._ema_stale.update(names)
+            return
         for k in names:
             ema_p, p, ema_b, b = self._ema_pairs[k]
-            if self.cfg.ema > 0:
-                torch._foreach_lerp_(ema_p, p, 1.0 - self.cfg.ema)
-            else:
-                torch._foreach_copy_(ema_p, p)
+            torch._foreach_lerp_(ema_p, p, 1.0 - self.cfg.ema)
             if ema_b:
                 torch._foreach_copy_(ema_b, b)
 
@@ -145,8 +164,9 @@ class Trainer:
         self.stop_prefetch()
         pair_fn = self.method.pair_fn(phase)
         if pair_fn is not None:
-            self.prefetcher = PairPrefetcher(self.data, pair_fn, self.cfg.batch_size,
-                                             self.generator, background=self.cfg.prefetch)
+            depth = int(self.cfg.prefetch)  # false: one batch ahead, solved on demand
+            self.prefetcher = PairPrefetcher(self.data, pair_fn, self.cfg.batch_size, self.generator,
+                                             background=depth > 0, depth=max(depth, 1))
             if self._prefetch_state is not None:
                 self.prefetcher.load_state_dict(self._prefetch_state)
         self._prefetch_state = None
@@ -165,13 +185,12 @@ class Trainer:
                       coupled=self.prefetcher is not None,
                       y=y[0].to(self.device) if y else None)
         nets = train_nets(self.method, self.train_nets, batch)  # labels bound when conditional
-        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
-                            enabled=self.amp_dtype is not None):
+        with autocast(self.device, self.amp_dtype):
             out = self.method.loss(nets, batch, phase)
         # the finiteness check syncs a GPU: every step on CPU, every 10th on CUDA, and
         # always on the first step after a checkpoint (which is kept only if it passes)
         if self.device.type == "cpu" or self.step % 10 == 0 or self._unverified:
-            if not torch.isfinite(out.loss):
+            if not math.isfinite(out.loss.item()):
                 self._non_finite(out.loss, phase)
             if self._unverified:
                 self._verified()
@@ -181,15 +200,20 @@ class Trainer:
             for g in o.param_groups:
                 g["lr"] = lr
             o.zero_grad(set_to_none=True)
-        self.scaler.scale(out.loss).backward()
+        scaled = self.scaler.is_enabled()  # fp16 only: otherwise plain backward and steps
+        (self.scaler.scale(out.loss) if scaled else out.loss).backward()
         if self.cfg.grad_clip > 0:
-            for o in opts:
+            for o in opts if scaled else ():
                 self.scaler.unscale_(o)
             params = [p for k in phase.trainable for p in self._params[k]]
             torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip, foreach=True)
         for o in opts:
-            self.scaler.step(o)
-        self.scaler.update()
+            if scaled:
+                self.scaler.step(o)
+            else:
+                o.step()
+        if scaled:
+            self.scaler.update()
         self._ema_update(phase.trainable)
         return out.stats
 

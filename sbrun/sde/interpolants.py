@@ -221,6 +221,16 @@ class Interpolant:
         xt = c.alpha_t * x0 + c.beta_t * x1
         return xt if z is None else xt + c.gamma_t * z
 
+    def sample_and_velocity(self, t: Tensor, x0: Tensor, x1: Tensor,
+                            z: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``(x_t, d/dt x_t)`` from one evaluation of the coefficients (as :meth:`sample`
+        and :meth:`velocity` with ``gamma_min = 0``)."""
+        c = self.coefficients(t, x0)
+        xt, u = c.alpha_t * x0 + c.beta_t * x1, c.d_alpha_t * x0 + c.d_beta_t * x1
+        if z is None:
+            return xt, u
+        return xt + c.gamma_t * z, (u + c.d_gamma_t * z if self.stochastic else u)
+
     def path_velocity(self, t: Tensor, x0: Tensor, x1: Tensor) -> Tensor:
         """``d/dt I = alpha' x0 + beta' x1`` (the conditional velocity without the latent)."""
         c = self.coefficients(t, x0)

@@ -36,6 +36,17 @@ class TimeOnly(nn.Module):
         return self.net(torch.zeros_like(x), t)
 
 
+def fit(u: nn.Module, loss_at, steps: int = 200, lr: float = 2e-2) -> None:
+    """Adam on ``loss_at(i)`` for ``steps`` steps, the learning rate decaying linearly to 0."""
+    opt = torch.optim.Adam(u.parameters(), lr=lr)
+    for i in range(steps):
+        loss = loss_at(i)
+        opt.param_groups[0]["lr"] = lr * (1 - i / steps)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
 def _beta(x):
     return 0.5 * (x - torch.tensor([2.0, 1.0], dtype=x.dtype)).pow(2).sum(1) + x[:, 0].sin()
 
@@ -95,19 +106,12 @@ def test_quadratic_reward_on_gaussian_base_matches_closed_form(estimator):
     chain = BrownianChain((2,), 40, 1.0)
     torch.manual_seed(0)
     u = AffineControl(2)
-    opt = torch.optim.Adam(u.parameters(), lr=2e-2)
     g = torch.Generator().manual_seed(0)
-    steps = 200
-    for i in range(steps):
-        x0 = torch.zeros(512, 2)
-        if estimator == "adjoint_matching":
-            loss = est.adjoint_matching_loss(chain, u, x0, obj.beta, g)[0]
-        else:
-            loss = getattr(est, f"{estimator}_loss")(chain, u, x0, obj.beta, g)[0]
-        opt.param_groups[0]["lr"] = 2e-2 * (1 - i / steps)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    x0 = torch.zeros(512, 2)
+    if estimator == "adjoint_matching":
+        fit(u, lambda i: est.adjoint_matching_loss(chain, u, x0, obj.beta, g)[0])
+    else:
+        fit(u, lambda i: getattr(est, f"{estimator}_loss")(chain, u, x0, obj.beta, g)[0])
     x = est.rollout(chain, u, torch.zeros(20000, 2), obj.beta, torch.Generator().manual_seed(5),
                     keep=False).xs[-1]
     err = gaussian_errors(x, obj.target)

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from gaussian_oracles import ChainOracle
 from torch import nn
 
 from sbrun.data.distributions import Problem
@@ -29,22 +30,6 @@ def ddpm(chain_steps=100, **kw):
 def random_net(seed=0):
     torch.manual_seed(seed)
     return nn.ModuleDict({"net": MLP((2,), hidden=32, depth=2).double()})
-
-
-class ChainOracle(nn.Module):
-    """The exact noise of the discrete chain for data N(MEAN, COV):
-    ``eps*(x, i) = sqrt(1 - abar_i) C_i^{-1} (x - sqrt(abar_i) m)``, ``C_i = abar_i S + (1 - abar_i) I``."""
-
-    def __init__(self, chain):
-        super().__init__()
-        self.chain = chain
-
-    def forward(self, x, s):
-        i = (s.double() * self.chain.steps).round().long()
-        ab = self.chain.alphas_bar[i][:, None, None]
-        c = ab * COV + (1 - ab) * torch.eye(2, dtype=F64)
-        r = (x - ab[:, :, 0].sqrt() * MEAN).unsqueeze(-1)
-        return ((1 - ab).sqrt() * torch.linalg.solve(c, r)).squeeze(-1)
 
 
 @pytest.mark.parametrize("steps", [100, 25])
@@ -153,7 +138,7 @@ def test_losses_are_finite_and_train(loss):
 
 def test_ancestral_sampling_with_the_exact_noise_reaches_the_data():
     method = ddpm(chain_steps=1000)
-    nets = nn.ModuleDict({"net": ChainOracle(method.chain)})
+    nets = nn.ModuleDict({"net": ChainOracle(method.chain, MEAN, COV)})
     x = torch.randn(4000, 2, generator=torch.Generator().manual_seed(4), dtype=F64)
     res = method.transport(nets, x, get_solver("ancestral"), time_grid(1000).double(),
                            generator=torch.Generator().manual_seed(5))
@@ -168,7 +153,7 @@ def test_negative_elbo_matches_its_closed_form():
     Cov(x0 | x_i) = (S^-1 + abar_i / (1 - abar_i) I)^-1; and -ELBO >= the data entropy."""
     method = ddpm(chain_steps=200)
     c, d = method.chain, 2
-    nets = nn.ModuleDict({"net": ChainOracle(c)})
+    nets = nn.ModuleDict({"net": ChainOracle(c, MEAN, COV)})
     x = PROBLEM.target.sample(2000, torch.Generator().manual_seed(6))
     bound = method.nll_elbo(nets, x, torch.Generator().manual_seed(7)).mean().item()
 

@@ -31,16 +31,21 @@ def _train(tmp_path, overrides, interrupt_at=0, resume=None):
     return torch.cat([p.detach().flatten() for p in c.nets.parameters()])
 
 
-@pytest.mark.parametrize("coupling", ["exact_ot", "entropic_ot sde.sigma=0.3"])
+@pytest.mark.parametrize("coupling", ["exact_ot", "entropic_ot sde.sigma=0.3",
+                                      "exact_ot trainer.prefetch=2"])
 def test_background_plans_and_resumed_runs_train_bit_for_bit_alike(tmp_path, coupling):
     over = [f"method.coupling={coupling.split()[0]}", *coupling.split()[1:]]
+    depth = 2 if "trainer.prefetch=2" in over else 1
     background = _train(tmp_path / "bg", over)
-    inline = _train(tmp_path / "inline", [*over, "trainer.prefetch=false"])
-    assert torch.equal(background, inline)
+    if depth == 1:
+        inline = _train(tmp_path / "inline", [*over, "trainer.prefetch=false"])
+        assert torch.equal(background, inline)
     ckpt = _train(tmp_path / "cut", over, interrupt_at=3)
     state = load_checkpoint(ckpt)
-    x0, x1, seed = state["prefetch"]["pending"]  # the batch of step 4, drawn during step 3
-    assert x0.shape == (64, 2) and isinstance(seed, int)
+    pending = state["prefetch"]["pending"]  # the batches of steps 4 .. 3 + depth
+    assert len(pending) == depth
+    for x0, x1, seed in pending:
+        assert x0.shape == x1.shape == (64, 2) and isinstance(seed, int)
     resumed = _train(tmp_path / "cut", over, resume=ckpt)
     assert torch.equal(background, resumed)
     # not a check that cannot fail: another seed trains other parameters
@@ -70,4 +75,49 @@ def test_prefetcher_pairs_come_from_the_coupling_of_each_drawn_batch():
         pf.close()
     assert float(first[0][0, 0]) == 1.0 and float(second[0][0, 0]) == 2.0
     assert seen[:2] == [1.0, 2.0]  # batch 3 may still be in flight or done; never before 2
-    assert pf.pending is None and pf.pool is None
+    assert not pf.pending and pf.pool is None
+
+
+def test_deeper_prefetch_solves_the_same_plans_on_workers_as_on_demand():
+    """Depth 3: three batches in flight on three workers give the pairs that solving each
+    plan when its step asks for it gives, in the same order."""
+    class Data:
+        def batch(self, n, generator):
+            return torch.randn(n, 2, generator=generator), torch.randn(n, 2, generator=generator)
+
+    def pair_fn(x0, x1, generator):
+        return x0, x1[torch.randperm(x1.shape[0], generator=generator)]
+
+    runs = []
+    for background in (True, False):
+        pf = PairPrefetcher(Data(), pair_fn, 16, torch.Generator().manual_seed(0), background, depth=3)
+        try:
+            runs.append([torch.cat(pf.next()) for _ in range(7)])
+            assert len(pf.state_dict()["pending"]) == 3
+        finally:
+            pf.close()
+    assert all(torch.equal(a, b) for a, b in zip(*runs, strict=True))
+    assert not torch.equal(runs[0][0], runs[0][1])
+
+
+def test_a_checkpoint_of_one_pending_batch_still_loads():
+    """Checkpoints written before depths existed hold one ``[x0, x1, seed]``."""
+    pf = PairPrefetcher(None, lambda x0, x1, generator: (x0, x1), 4, torch.Generator(), False)
+    x0, x1 = torch.zeros(4, 2), torch.ones(4, 2)
+    pf.load_state_dict({"pending": [x0, x1, 5]})
+    ((job, _),) = pf.pending
+    assert torch.equal(job[0], x0) and job[2] == 5
+
+
+def test_a_bad_prefetch_depth_is_refused():
+    from hydra.errors import ConfigCompositionException
+    from omegaconf import OmegaConf
+
+    from sbrun.errors import ConfigError
+    from sbrun.pipeline.optim import check_trainer_config
+
+    with pytest.raises(ConfigCompositionException):
+        compose([*COUPLED, "trainer.prefetch=abc"])
+    cfg = compose([*COUPLED, "trainer.prefetch=-1"])
+    with pytest.raises(ConfigError, match="trainer.prefetch"):
+        check_trainer_config(OmegaConf.to_object(cfg.trainer))

@@ -90,3 +90,16 @@ def test_constant_gamma_is_cfm_blur():
     torch.testing.assert_close(c.gamma_t, torch.full((3,), 0.1, dtype=F64))
     torch.testing.assert_close(c.d_gamma_t, torch.zeros(3, dtype=F64))
     assert "constant" in GAMMAS
+
+
+@pytest.mark.parametrize("gamma", GAMMAS)
+def test_sample_and_velocity_is_sample_then_velocity(gamma):
+    """One evaluation of the coefficients gives what the two calls give, bit for bit."""
+    it = make_interpolant("linear", gamma, 0.3)
+    g = torch.Generator().manual_seed(0)
+    t = torch.rand(64, generator=g, dtype=torch.float64).clamp(0.01, 0.99)
+    x0, x1, z = (torch.randn(64, 3, generator=g, dtype=torch.float64) for _ in range(3))
+    for noise in (None, z):
+        xt, u = it.sample_and_velocity(t, x0, x1, noise)
+        assert torch.equal(xt, it.sample(t, x0, x1, noise))
+        assert torch.equal(u, it.velocity(t, x0, x1, noise))
