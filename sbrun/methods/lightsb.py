@@ -121,12 +121,21 @@ class LightSB(Method):
 
     def __init__(self, n_components: int = 50, cov: str = "auto", sampler: str = "auto",
                  init: str = "auto", init_log_s: float | str = "auto",
-                 init_draws: int = 10_000, init_spread: float = 0.3):
+                 init_draws: int = 10_000, init_spread: float | None = None):
         check_options(cov=(cov, ("auto", *COVS)), sampler=(sampler, SAMPLERS), init=(init, INITS))
         if cov == "auto":  # a few full components cost K d^2 and model correlated conditionals
             cov = "full" if int(n_components) <= FULL_UP_TO else "diag"
+        if init == "auto":
+            init = "gaussian" if int(n_components) == 1 else "samples"
+        # a knob the chosen start ignores is refused, not silently accepted
+        if init_spread is not None and init != "gaussian":
+            raise ConfigError("method.init_spread applies to method.init=gaussian only "
+                              f"(this run starts with init={init})")
+        if init_log_s != "auto" and init != "samples":
+            raise ConfigError("method.init_log_s applies to method.init=samples only "
+                              f"(this run starts with init={init})")
         self.init, self.init_draws = init, max(int(init_draws), int(n_components))
-        self.init_spread = float(init_spread)
+        self.init_spread = 0.3 if init_spread is None else float(init_spread)
         if n_components < 1:
             raise ConfigError(f"method.n_components must be >= 1, got {n_components}")
         self.n_components, self.cov, self.sampler = int(n_components), cov, sampler
@@ -153,7 +162,7 @@ class LightSB(Method):
         has seeded the global RNG, a resumed run loads its own)."""
         out = {"n_components": self.n_components, "cov": self.cov, "eps": self.eps}
         y = self.problem.target.sample(self.init_draws).reshape(self.init_draws, -1)
-        if self.init == "gaussian" or (self.init == "auto" and self.n_components == 1):
+        if self.init == "gaussian":
             source = self.problem.source or StandardGaussian(self.problem.shape)
             r, S = gaussian_bridge_init(source.sample(self.init_draws), y, self.eps,
                                         self.n_components, self.init_spread)

@@ -135,6 +135,13 @@ def test_bad_options_are_refused():
     assert LightSB(n_components=1).cov == "full" and LightSB().cov == "diag"  # cov=auto
     with pytest.raises(ConfigError):
         LightSB(sampler="ode")
+    # a knob the chosen start ignores is refused (init=auto: gaussian for one component)
+    with pytest.raises(ConfigError, match="init_spread applies to method.init=gaussian"):
+        LightSB(n_components=5, init_spread=1.0)
+    with pytest.raises(ConfigError, match="init_log_s applies to method.init=samples"):
+        LightSB(n_components=1, init_log_s=-2.0)
+    assert LightSB(n_components=5, init="gaussian", init_spread=1.0).init_spread == 1.0
+    assert LightSB(n_components=1).init == "gaussian" and LightSB().init == "samples"
     with pytest.raises(ConfigError, match="sde=brownian"):
         LightSB().bind(gaussian(dim=2), VP())
     from sbrun.solvers import check_solver
