@@ -42,6 +42,9 @@ import torch
 from torch import Tensor, nn
 
 from sbrun.data.distributions import Distribution, StandardGaussian
+from sbrun.errors import ConfigError
+from sbrun.sde.brownian import Brownian
+from sbrun.sde.ve import VE
 
 
 class PointMass(Distribution):
@@ -205,10 +208,6 @@ def reference_chain(sde, shape: tuple[int, ...], steps: int) -> BrownianChain:
       (sigma_max^2 - ..) I)`` covers the target), increments ``~ sigma_min`` at ``t = 1`` (a
       fine last step, which a constant sigma on a uniform grid cannot give).
     """
-    from sbrun.errors import ConfigError
-    from sbrun.sde.brownian import Brownian
-    from sbrun.sde.ve import VE
-
     if isinstance(sde, Brownian):
         return BrownianChain(shape, steps, sde.sigma)
     if isinstance(sde, VE):
