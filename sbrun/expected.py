@@ -166,7 +166,8 @@ def _same(a: Any, b: str) -> bool:
 @dataclass
 class RunResults:
     """What a preset's run left: ``final`` metrics and ``history`` rows (a single run), or
-    ``jobs`` of a sweep as ``(overrides {key: value}, final metrics)``."""
+    ``jobs`` of a sweep as ``(overrides {key: value}, final metrics)``; for a sweep, ``final``
+    holds sweep-wide numbers (``post_metrics.json`` of its ``# Post:`` script)."""
 
     final: dict = field(default_factory=dict)
     history: list[dict] = field(default_factory=list)
@@ -176,6 +177,8 @@ class RunResults:
         """The number ``ref`` reads (raises ``KeyError`` with a reason when it is absent)."""
         name, sel = ref.name, ref.selector
         pairs = _pairs(sel)
+        if self.jobs is not None and not (sel or ref.agg) and name in self.final:
+            return float(self.final[name])  # a sweep-wide number (a Post script's)
         if self.jobs is not None:
             jobs = [m for o, m in self.jobs if all(k in o and _same(o[k], v) for k, v in pairs)]
             if pairs and not jobs:

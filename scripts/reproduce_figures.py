@@ -120,14 +120,16 @@ def read_results(meta: dict, run_dir: Path) -> RunResults:
         rows = [json.loads(x) for x in hist.read_text().splitlines() if x.strip()] if hist.exists() else []
         return final, rows
 
+    post = run_dir / "post_metrics.json"  # numbers a preset's Post script wrote
+    post = json.loads(post.read_text()) if post.is_file() else {}
     if not meta.get("sweep"):
         final, rows = load(run_dir)
-        return RunResults(final=final, history=rows)
+        return RunResults(final={**final, **post}, history=rows)
     jobs = []
     for j in _job_dirs(run_dir):
         overrides = dict(o.split("=", 1) for o in _job_overrides(j) if "=" in o)
         jobs.append(({k.lstrip("+"): v for k, v in overrides.items()}, load(j)[0]))
-    return RunResults(jobs=jobs)
+    return RunResults(final=post, jobs=jobs)
 
 
 def has_cuda() -> bool:

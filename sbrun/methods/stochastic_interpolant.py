@@ -1,11 +1,8 @@
 """Stochastic interpolants (Albergo & Vanden-Eijnden 2023; Albergo, Boffi & Vanden-Eijnden
 2023; seed 004): deterministic and stochastic transport from one regression.
 
-Interpolant (:mod:`sbrun.sde.interpolants`), with ``(x0, x1)`` from a coupling and
-``z ~ N(0, I)`` independent::
-
-    x_t = alpha_t x0 + beta_t x1 + gamma_t z,      gamma_0 = gamma_1 = 0.
-
+Interpolant (:mod:`sbrun.sde.interpolants`), ``(x0, x1)`` from a coupling, ``z ~ N(0, I)``
+independent: ``x_t = alpha_t x0 + beta_t x1 + gamma_t z`` with ``gamma_0 = gamma_1 = 0``.
 Its density ``rho_t`` solves a transport equation with velocity
 ``b(t, x) = E[d_alpha_t x0 + d_beta_t x1 + d_gamma_t z | x_t = x]``, and its score is
 ``s(t, x) = -E[z | x_t = x] / gamma_t = -eta_z(t, x) / gamma_t``. Both are learned by the
@@ -40,8 +37,8 @@ read at ``t`` clipped to ``[t_clip, 1 - t_clip]``; the SDE's last step adds no n
 ``epsilon_schedule=vanishing`` (``epsilon(t) = epsilon gamma(t)^2 / gamma(1/2)^2``) removes
 the singularity. Larger ``epsilon`` corrects errors of ``b`` (``KL(rho_1 || rho_hat_1) <=
 1/(4 eps) int E|b_F - b_F_hat|^2``, ``b_F = b + eps s``) but multiplies the learned score's
-error and stiffens the SDE: the best ``epsilon`` is intermediate (seed 004: about 5 for a
-Gaussian mixture in d = 128; see ``conf/experiment/si_kl_vs_epsilon.yaml``).
+error and stiffens the SDE: the best ``epsilon`` is intermediate, near ``(E_b / E_s)^(1/2)``
+(:mod:`sbrun.metrics.interpolant_truth`; ``scripts/si_epsilon_star.py``).
 """
 
 from __future__ import annotations
@@ -109,8 +106,6 @@ class StochasticInterpolant(Method):
                                   ("score_param", score_param, SCORE_PARAMS),
                                   ("epsilon_schedule", epsilon_schedule, SCHEDULES)):
             check_choice(f"method.{key}", value, valid)
-        if epsilon is not None and not epsilon >= 0:
-            raise ConfigError(f"method.epsilon must be >= 0, got {epsilon}")
         if a is not None and not a >= 0:
             raise ConfigError(f"method.a must be >= 0, got {a}")
         if not 0 < t_clip < 0.5:
@@ -133,6 +128,8 @@ class StochasticInterpolant(Method):
     def _configure(self, a: float, epsilon: float) -> None:
         """Build the interpolant of latent scale ``a`` and the sampler of level ``epsilon``."""
         sampler = self.sampler
+        if not epsilon >= 0:
+            raise ConfigError(f"method.epsilon must be >= 0, got {epsilon}")
         self.interpolant = make_interpolant(self.path, self.gamma_name, a)
         if not self.interpolant.stochastic and epsilon > 0 and sampler != "ode":
             raise ConfigError("method.a = 0 has no latent, hence no score: set method.epsilon=0 "
@@ -144,6 +141,10 @@ class StochasticInterpolant(Method):
         self.networks = (("b",) if self.second_head is None else ("net",) if self.heads == "shared"
                          else ("b", second))
         self._gamma_half = float(self.interpolant.latent.gamma(torch.tensor([0.5], dtype=torch.float64)))
+
+    def set_epsilon(self, epsilon: float) -> None:
+        """Sample at diffusion level ``epsilon`` (``0``: the ODE); ``b``, ``s`` do not change."""
+        self._configure(self.a, float(epsilon))
 
     def bind(self, problem, sde) -> None:
         """With ``coupling=entropic_ot`` the reference is ``sde`` (``eps = sigma^2``), and an
@@ -290,8 +291,7 @@ class StochasticInterpolant(Method):
         return {"sde_epsilon": self.epsilon if self._last_sde else 0.0}
 
     def figures(self, nets, evaluation) -> dict:
-        """Vectors in d > 2: source, target and generated draws on the target's principal
-        plane (seed 004's "2D cross section")."""
+        """Vectors in d > 2: draws on the target's principal plane (seed 004's cross section)."""
         from sbrun.plots.scatter import principal_plane
 
         eps = self.epsilon if self._last_sde else 0.0

@@ -36,6 +36,14 @@ def test_sweep_jobs():
     assert out.ok is False and "needs" in out.error
 
 
+def test_sweep_wide_numbers_of_a_post_script():
+    sweep = RunResults(final={"eps_star_4000": 0.3, "eps_argmin_4000": 0.5}, jobs=SWEEP.jobs)
+    assert ok("eps_argmin_4000 <= 3 * eps_star_4000", sweep)
+    assert not ok("eps_argmin_4000 <= 1.5 * eps_star_4000", sweep)
+    assert ok("w2_ratio[sde.sigma=0.1] <= 1.2", sweep)  # the jobs are still read
+    assert ok("max(w2_ratio) <= 1.5", sweep) and not ok("eps_star_1000 < 1", sweep)  # absent
+
+
 def test_sizes_and_missing_metrics():
     assert evaluate(parse_check("w2_ratio <= 1 @quick"), RUN, "full").ok is None
     assert evaluate(parse_check("w2_ratio <= 1 @quick"), RUN, "quick").ok is False
