@@ -96,9 +96,9 @@ def flat_metrics(results: list[dict]) -> dict:
     return out
 
 
-def _cross_section(ax, target, draws, label: str):
+def _cross_section(target, draws) -> tuple[np.ndarray, tuple]:
     """KDE of ``draws`` minus the KDE of as many exact target draws (same bandwidth), on
-    the plane of the first two mixture means."""
+    the plane of the first two mixture means: ``(grid values, extent)``."""
     from scipy.stats import gaussian_kde
 
     mu = target.means
@@ -111,11 +111,7 @@ def _cross_section(ax, target, draws, label: str):
     kde_ref = gaussian_kde((ref @ basis.T).numpy().T)  # the same bandwidth for both:
     kde = gaussian_kde((draws @ basis.T).numpy().T, bw_method=kde_ref.factor)
     diff = (kde(pts.T) - kde_ref(pts.T)).reshape(gx.shape)  # the smoothing bias cancels
-    lim = float(np.abs(diff).max()) or 1.0
-    im = ax.imshow(diff, origin="lower", extent=(lo[0], hi[0], lo[1], hi[1]), cmap="RdBu_r",
-                   vmin=-lim, vmax=lim)
-    ax.set_title(label, fontsize=9)
-    return im
+    return diff, (lo[0], hi[0], lo[1], hi[1])
 
 
 def figure(results: list[dict]):
@@ -140,11 +136,13 @@ def figure(results: list[dict]):
     ax.grid(alpha=0.3)
     last = results[-1]
     best = min((row for row in last["rows"] if row["epsilon"] > 0), key=lambda row: row["kl_density"])
-    for a, eps in zip(axes[1:], (0.0, best["epsilon"])):
+    panels = {eps: _cross_section(last["target"], last["draws"][eps]) for eps in (0.0, best["epsilon"])}
+    lim = max(float(np.abs(d).max()) for d, _ in panels.values()) or 1.0  # one colour scale
+    for a, (eps, (diff, extent)) in zip(axes[1:], panels.items()):
         kl = next(row["kl_density"] for row in last["rows"] if row["epsilon"] == eps)
         name = "ODE" if eps == 0 else f"SDE eps={eps:g}"
-        im = _cross_section(a, last["target"], last["draws"][eps],
-                            f"{name}: KDE(model) - KDE(target), KL {kl:.2f}")
+        im = a.imshow(diff, origin="lower", extent=extent, cmap="RdBu_r", vmin=-lim, vmax=lim)
+        a.set_title(f"{name} ({last['steps']} steps): KDE(model) - KDE(target), KL {kl:.2f}", fontsize=9)
         fig.colorbar(im, ax=a, fraction=0.046)
     fig.suptitle(last["title"], fontsize=10)
     fig.tight_layout()
