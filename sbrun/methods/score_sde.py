@@ -180,16 +180,21 @@ class ScoreSDE(Method):
 
     # -- likelihood ------------------------------------------------------------------------
     def log_likelihood(self, nets: nn.ModuleDict, x: Tensor,
-                       generator: torch.Generator | None = None) -> LogLikelihood:
+                       generator: torch.Generator | None = None, **ode) -> LogLikelihood:
         """``log p(x)`` of data ``x: (B, *D)`` (at noising time ``s_min``) under the model:
-        the probability-flow ODE from ``s_min`` to 1 and the prior's log-density."""
+        the probability-flow ODE from ``s_min`` to 1 and the prior's log-density.
+
+        ``ode``: the likelihood solver of :func:`sbrun.solvers.likelihood.log_likelihood`:
+        ``scheme`` (dopri5 unless given), ``rtol``/``atol`` (``nll_rtol``/``nll_atol`` unless
+        given), ``steps`` (for the fixed-step schemes euler, heun, rk4).
+        """
 
         def velocity(s: Tensor, y: Tensor) -> Tensor:
             return self.sde.reverse_drift(s, y, self.score(nets, y, s), probability_flow=True)
 
+        ode = {"rtol": self.nll_rtol, "atol": self.nll_atol, **ode}
         return log_likelihood(velocity, x, (self.sde.s_min, 1.0), self.prior.log_prob,
-                              method=self.divergence, rtol=self.nll_rtol, atol=self.nll_atol,
-                              generator=generator)
+                              method=self.divergence, generator=generator, **ode)
 
     def nll_points_for(self, target: Tensor) -> int:
         """``nll_points``; images at most 32 (hundreds of ODE steps with a VJP each)."""

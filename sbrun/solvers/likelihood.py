@@ -8,7 +8,9 @@ Along ``dx/dtau = v(tau, x)`` from ``tau_0`` to ``tau_1``, ``d log p(x_tau)/dtau
 For a diffusion model ``v`` is the probability-flow drift in noising time and
 ``p_{tau_1}`` the prior (Song et al. 2021, App. D.2). The divergence is exact (``d``
 backward passes) or Hutchinson's estimate ``E[e^T (dv/dx) e]`` with one Rademacher
-probe ``e`` per sample held fixed along the path (Grathwohl et al. 2019).
+probe ``e`` per sample held fixed along the path (Grathwohl et al. 2019). The ODE is
+integrated adaptively (torchdiffeq, ``rtol``/``atol``) or with sbrun's fixed-step schemes
+(``steps``), so that solvers can be compared on the same likelihood.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import torch
 from torch import Tensor
 
 from sbrun.errors import ConfigError
-from sbrun.solvers.adaptive import check_scheme
+from sbrun.solvers.adaptive import ADAPTIVE_SCHEMES
+from sbrun.solvers.ode import FIXED_SCHEMES
 
 DIVERGENCES = ("auto", "exact", "hutchinson")
 EXACT_MAX_DIM = 10  # "auto" is exact up to this many dimensions
@@ -54,6 +57,33 @@ def divergence(v: Tensor, x: Tensor, probe: Tensor | None = None) -> Tensor:
     return div
 
 
+def check_likelihood_scheme(scheme: str, steps: int) -> None:
+    """Refuse a scheme :func:`log_likelihood` cannot run, or ``steps < 1`` for a fixed one."""
+    if scheme in FIXED_SCHEMES:
+        if steps < 1:
+            raise ConfigError(f"likelihood steps must be >= 1, got {steps}")
+        return
+    if scheme not in ADAPTIVE_SCHEMES:
+        valid = ", ".join([*ADAPTIVE_SCHEMES, *FIXED_SCHEMES])
+        raise ConfigError(f"unknown likelihood scheme '{scheme}'; valid: {valid}")
+
+
+def _fixed_grid(augmented, x: Tensor, span: tuple[float, float], scheme: str,
+                steps: int) -> tuple[Tensor, Tensor]:
+    """``(x, delta)`` at ``span[1]`` by the fixed-step ``scheme`` (sbrun's own euler / heun /
+    rk4) over ``steps`` uniform steps, on the flattened state ``[x, delta]: (B, d + 1)``."""
+    b = x.shape[0]
+
+    def drift(tau: Tensor, state: Tensor) -> Tensor:
+        v, div = augmented(tau, (state[:, :-1].reshape(x.shape), state[:, -1]))
+        return torch.cat([v.reshape(b, -1), div[:, None]], 1)
+
+    start = torch.cat([x.reshape(b, -1), x.new_zeros(b, 1)], 1)
+    grid = torch.linspace(span[0], span[1], steps + 1, dtype=torch.float64)
+    end = FIXED_SCHEMES[scheme](drift, start, grid).x
+    return end[:, :-1].reshape(x.shape), end[:, -1]
+
+
 def log_likelihood(
     velocity: Callable[[Tensor, Tensor], Tensor],
     x: Tensor,
@@ -64,17 +94,20 @@ def log_likelihood(
     scheme: str = "dopri5",
     rtol: float = 1e-5,
     atol: float = 1e-5,
+    steps: int = 100,
     generator: torch.Generator | None = None,
 ) -> LogLikelihood:
     """``log p_{span[0]}(x)`` for ``x: (B, *D)`` through ``velocity(tau: (B,), x) -> (B, *D)``.
 
     ``method``: ``exact`` | ``hutchinson`` | ``auto`` (exact for ``d <= 10``).
+    ``scheme``: an adaptive torchdiffeq scheme (``dopri5``, ... with ``rtol``/``atol``) or a
+    fixed-step one (``euler`` | ``heun`` | ``rk4``, ``steps`` uniform steps over ``span``).
     """
     from torchdiffeq import odeint
 
     if method not in DIVERGENCES:
         raise ConfigError(f"unknown divergence '{method}'; valid: {', '.join(DIVERGENCES)}")
-    check_scheme(scheme)
+    check_likelihood_scheme(scheme, steps)
     d = x[0].numel()
     exact = method == "exact" or (method == "auto" and d <= EXACT_MAX_DIM)
     probe = None
@@ -90,11 +123,14 @@ def log_likelihood(
             div = divergence(v, xt, probe)
         return v.detach(), div.detach()
 
-    ts = torch.tensor(span, dtype=x.dtype, device=x.device)
-    zero = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
-    with torch.no_grad():
-        xs, deltas = odeint(augmented, (x, zero), ts, rtol=rtol, atol=atol, method=scheme,
-                            options={"step_t": ts[-1:]})
-    z, delta = xs[-1], deltas[-1]
+    if scheme in FIXED_SCHEMES:
+        z, delta = _fixed_grid(augmented, x, span, scheme, steps)
+    else:
+        ts = torch.tensor(span, dtype=x.dtype, device=x.device)
+        zero = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+        with torch.no_grad():
+            xs, deltas = odeint(augmented, (x, zero), ts, rtol=rtol, atol=atol, method=scheme,
+                                options={"step_t": ts[-1:]})
+        z, delta = xs[-1], deltas[-1]
     prior_logp = prior_log_prob(z)
     return LogLikelihood(prior_logp + delta, prior_logp, delta, z, counter[0])

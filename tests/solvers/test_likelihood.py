@@ -20,6 +20,21 @@ def gaussian_log_prob(x, mean, cov):
     return torch.distributions.MultivariateNormal(mean, cov).log_prob(x)
 
 
+def gaussian_case(sde, n: int):
+    """``(x, velocity, prior_log_prob, exact log p(x))`` for data N(MEAN, COV) under ``sde``:
+    ``n`` draws of its marginal at ``s_min`` and the probability flow of the exact score."""
+    score = gaussian_score(sde, MEAN, COV)
+    m0, c0 = gaussian_marginal(sde, MEAN, COV, sde.s_min)
+    m1, c1 = gaussian_marginal(sde, MEAN, COV, 1.0)
+    x = m0 + torch.randn(n, 3, generator=torch.Generator().manual_seed(2), dtype=F64) \
+        @ torch.linalg.cholesky(c0).T
+
+    def velocity(s, y):
+        return sde.reverse_drift(s, y, score(y, s), probability_flow=True)
+
+    return x, velocity, lambda z: gaussian_log_prob(z, m1, c1), gaussian_log_prob(x, m0, c0)
+
+
 def test_exact_and_hutchinson_divergence_of_a_linear_field():
     a = torch.randn(4, 4, generator=torch.Generator().manual_seed(0), dtype=F64)
     x = torch.randn(3000, 4, generator=torch.Generator().manual_seed(4), dtype=F64,
@@ -39,19 +54,9 @@ def test_exact_and_hutchinson_divergence_of_a_linear_field():
 def test_probability_flow_likelihood_is_the_gaussian_log_density(make, method):
     """log p_{s_min}(x) through the PF ODE = log N(x; alpha m, C_{s_min}) exactly."""
     sde = make()
-    score = gaussian_score(sde, MEAN, COV)
-    m0, c0 = gaussian_marginal(sde, MEAN, COV, sde.s_min)
-    m1, c1 = gaussian_marginal(sde, MEAN, COV, 1.0)
-    x = m0 + torch.randn(200, 3, generator=torch.Generator().manual_seed(2), dtype=F64) \
-        @ torch.linalg.cholesky(c0).T
-
-    def velocity(s, y):
-        return sde.reverse_drift(s, y, score(y, s), probability_flow=True)
-
-    ll = log_likelihood(velocity, x, (sde.s_min, 1.0), lambda z: gaussian_log_prob(z, m1, c1),
-                        method=method, rtol=1e-7, atol=1e-7,
-                        generator=torch.Generator().manual_seed(3))
-    exact = gaussian_log_prob(x, m0, c0)
+    x, velocity, prior_log_prob, exact = gaussian_case(sde, 200)
+    ll = log_likelihood(velocity, x, (sde.s_min, 1.0), prior_log_prob, method=method, rtol=1e-7,
+                        atol=1e-7, generator=torch.Generator().manual_seed(3))
     if method == "exact":
         torch.testing.assert_close(ll.logp, exact, atol=1e-4, rtol=0)
     else:  # one probe per sample: unbiased per sample, exact on average
@@ -72,3 +77,20 @@ def test_auto_is_exact_in_low_dimension():
                         rtol=1e-9, atol=1e-9)
     torch.testing.assert_close(ll.delta, torch.full((5,), -2.0, dtype=F64))  # div(-y) = -d
     assert math.isfinite(ll.logp.sum().item())
+
+
+@pytest.mark.parametrize("scheme, steps", [("rk4", 60), ("heun", 400)])
+def test_fixed_step_likelihood_is_the_gaussian_log_density(scheme, steps):
+    """sbrun's fixed-step schemes on the augmented ODE [x, delta]: the same exact answer."""
+    sde = VP()
+    x, velocity, prior_log_prob, exact = gaussian_case(sde, 100)
+    ll = log_likelihood(velocity, x, (sde.s_min, 1.0), prior_log_prob, scheme=scheme, steps=steps)
+    torch.testing.assert_close(ll.logp, exact, atol=2e-3, rtol=0)
+    assert ll.nfe == {"rk4": 4, "heun": 2}[scheme] * steps and ll.z.shape == x.shape
+
+
+@pytest.mark.parametrize("kw, message", [({"scheme": "midpoint"}, "unknown likelihood scheme"),
+                                         ({"scheme": "euler", "steps": 0}, "steps must be >= 1")])
+def test_bad_likelihood_scheme(kw, message):
+    with pytest.raises(ConfigError, match=message):
+        log_likelihood(lambda s, y: y, torch.zeros(2, 1), (0.0, 1.0), lambda z: z[:, 0], **kw)
