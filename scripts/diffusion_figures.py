@@ -1,7 +1,8 @@
 """Figures of trained diffusion runs (``sbrun method=score-sde|ddpm``); methods stay I/O-free.
 
-    python scripts/diffusion_figures.py forward-reverse RUN_DIR
-        -> RUN_DIR/figures/forward_reverse.png, ode_sde_paths.png   (seed 001)
+    python scripts/diffusion_figures.py forward-reverse RUN_DIR [--nll-points N] [--nll-solvers ...]
+        -> RUN_DIR/figures/forward_reverse.png, ode_sde_paths.png, ve_vs_vp.png,
+           nll_solvers.png; RUN_DIR/nll_solvers.json, post_metrics.json   (seed 001)
     python scripts/diffusion_figures.py as-ot RUN_DIR [RUN_DIR ...] [--out DIR]
         -> RUN_DIR/figures/diffusion_as_ot.png, RUN_DIR/diffusion_as_ot.json and, over the
            runs (e.g. a multirun over trainer.steps), DIR/map_gap.png + map_gap.json (seed 000)
@@ -12,13 +13,25 @@ samples, uniform weights: an assignment), and reports ``map_gap = mean |E(x) - T
 plus ``map_gap_self``: the same with ``T`` the OT assignment between ``x`` and ``E(x)``
 itself (zero exactly when ``E`` is an optimal map onto its own image), for several
 numbers of ODE steps.
+
+``forward-reverse`` also draws the same held-out data noised by the VE and the VP SDE
+(``ve_vs_vp.png``; no training involved) and tabulates the exact NLL of the run's own
+held-out NLL points (``method.nll_points`` unless ``--nll-points``) by the probability-flow
+ODE per likelihood solver (``diffusion_post.py``): ``nll_solvers.json``/``.png``, a
+Markdown table on stdout and ``post_metrics.json`` (``nll_<scheme>_<setting>`` per row,
+``nll_solver_gap``: |NLL - NLL(dopri5:1e-5)| of the other setting with the most NFE, by
+default rk4:100; small when both have converged).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import diffusion_post as post  # noqa: E402
 
 
 def load_run(run_dir: Path):
@@ -39,7 +52,8 @@ def load_run(run_dir: Path):
     return cfg, c
 
 
-def forward_reverse(run_dir: Path, n: int, n_paths: int, steps: int) -> None:
+def forward_reverse(run_dir: Path, n: int, n_paths: int, steps: int,
+                    nll_points: int | None = None, nll_solvers=post.NLL_SOLVERS) -> None:
     import torch
 
     from sbrun.plots.diffusion import forward_reverse as fig_fr
@@ -60,14 +74,42 @@ def forward_reverse(run_dir: Path, n: int, n_paths: int, steps: int) -> None:
     # the columns' noising times on the solver grid: s = 1 - (1 - s_min) t
     t_cols = sde.to_sbrun_time(s_cols.clamp(min=sde.s_min)).clamp(0, 1)
     cols = (t_cols * steps).round().long()
-    title = f"{method.name} ({sde.name}) on {c.problem.name}"
+    title = (f"{method.name} ({post.sde_label(sde)}) on {c.problem.name}, {cfg.trainer.steps} "
+             f"training steps; reverse SDE: euler_maruyama x {steps}, ODE: heun x {steps}")
     figs = {
         "forward_reverse": fig_fr(s_cols, fwd, sde_res.path[:, cols].transpose(0, 1),
                                   ode_res.path[:, cols].transpose(0, 1), title),
         "ode_sde_paths": ode_sde_paths(grid, ode_res.path[:n_paths], sde_res.path[:n_paths],
                                        title),
+        "ve_vs_vp": post.ve_vs_vp(data.double(), post.noising_sdes(cfg.sde), c.problem.name,
+                                  seed=cfg.seed),
     }
     save(figs, run_dir / "figures")
+    if nll_solvers:
+        solver_nll(run_dir, cfg, c, nll_points, nll_solvers)
+
+
+def solver_nll(run_dir: Path, cfg, c, n: int | None, specs) -> list[dict]:
+    """The NLL-per-solver table of the run's held-out NLL points (the evaluator's)."""
+    from sbrun.metrics.pairs import heldout_halves
+    from sbrun.plots.diffusion import nll_solvers
+
+    target = heldout_halves(c.data.target, cfg.eval.n_samples, cfg.seed)[0]
+    x = target[: n or c.method.nll_points_for(target)]
+    rows = post.nll_table(c.method, c.nets, x, specs)
+    (run_dir / "nll_solvers.json").write_text(json.dumps(rows, indent=1))
+    metrics = {post.metric_key(r["solver"]): r["nll"] for r in rows}
+    others = [r for r in rows if r["solver"] != post.NLL_REFERENCE]
+    if others and len(others) < len(rows):  # the reference and another setting
+        metrics["nll_solver_gap"] = abs(max(others, key=lambda r: r["nfe"])["dnll"])
+    (run_dir / "post_metrics.json").write_text(json.dumps(metrics, indent=1))
+    title = (f"{c.method.name} ({post.sde_label(c.method.sde)}) on {c.problem.name}, "
+             f"{cfg.trainer.steps} training steps: exact NLL of {len(x)} held-out points by "
+             "the probability-flow ODE, per solver")
+    save({"nll_solvers": nll_solvers(rows, title)}, run_dir / "figures")
+    print(f"NLL per likelihood solver, {len(x)} held-out points ({run_dir}):")
+    print(post.markdown(rows))
+    return rows
 
 
 def monge(x, y):
@@ -137,6 +179,10 @@ def main() -> None:
     fr.add_argument("--n", type=int, default=2000)
     fr.add_argument("--paths", type=int, default=40)
     fr.add_argument("--steps", type=int, default=200)
+    fr.add_argument("--nll-points", type=int, default=None,
+                    help="held-out points of the NLL table (default: the run's method.nll_points)")
+    fr.add_argument("--nll-solvers", nargs="*", default=list(post.NLL_SOLVERS),
+                    help="SCHEME:TOL (adaptive) or SCHEME:STEPS (euler|heun|rk4); none: no table")
     ot_ = sub.add_parser("as-ot", help="seed 000: probability-flow map vs the Monge map")
     ot_.add_argument("runs", type=Path, nargs="+")
     ot_.add_argument("--n", type=int, default=1000)
@@ -147,7 +193,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     if a.cmd == "forward-reverse":
-        forward_reverse(a.run, a.n, a.paths, a.steps)
+        forward_reverse(a.run, a.n, a.paths, a.steps, a.nll_points, a.nll_solvers)
     else:
         as_ot(a.runs, a.n, a.ode_steps, a.out)
 
