@@ -99,6 +99,10 @@ class EvalConfig:
     final_fid: str = "none"
     # the method's own metrics (path energy, likelihoods, ...): every | final | none
     method_metrics: str = "every"
+    # the problem's ground-truth scores (sbrun.metrics.truth: the EOT benchmark's conditional
+    # oracle, the Gaussian bridge's, restoration metrics): every | final (the last evaluation
+    # only; intermediate evaluations keep W2 and KL)
+    oracle: str = "every"
     # FID classifier file written by scripts/train_classifier.py (stores its test accuracy);
     # null: trained on the target's training images on first use and cached in
     # $SBRUN_CACHE/fid_classifiers/ (default ~/.cache/sbrun)

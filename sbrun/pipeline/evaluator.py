@@ -141,13 +141,15 @@ class Evaluator:
         return out
 
     def _check_options(self) -> None:
-        """A bad ``eval.method_metrics``, ``eval.fid`` or ``eval.final_fid``, or a missing FID
-        extractor file, fails now, not after training."""
+        """A bad ``eval.method_metrics``, ``eval.oracle``, ``eval.fid`` or ``eval.final_fid``,
+        or a missing FID extractor file, fails now, not after training."""
         from sbrun.metrics.classifier import cached_classifier
         from sbrun.metrics.fid import FID_KINDS, load_extractor
 
         if self.cfg.method_metrics not in ("every", "final", "none"):
             raise ConfigError(f"eval.method_metrics={self.cfg.method_metrics}; valid: every, final, none")
+        if self.cfg.oracle not in ("every", "final"):
+            raise ConfigError(f"eval.oracle={self.cfg.oracle}; valid: every, final")
         if self.cfg.fid == "auto":  # images with class labels (MNIST family): classifier FID
             labels = self.data.target.labels_train
             labelled = labels is not None and len(torch.unique(labels)) > 1
@@ -189,7 +191,8 @@ class Evaluator:
     @torch.no_grad()
     def __call__(self, nets, step: int, phase=None, final: bool = True) -> dict:
         """Metrics of ``nets`` at ``step``; ``final``: the run's last evaluation (the method's
-        own metrics, e.g. likelihoods, run only there with ``eval.method_metrics=final``)."""
+        own metrics, e.g. likelihoods, run only there with ``eval.method_metrics=final``, the
+        ground truth's scores with ``eval.oracle=final``)."""
         t0 = time.perf_counter()
         nets.eval()
         cond = self.method.conditioning  # a class-conditional run samples guided nets
@@ -214,7 +217,8 @@ class Evaluator:
         metrics.update(self._kl_density(res.x))
         if self.cfg.fid != "none" and res.x.dim() == 4:
             metrics.update(self._fid(res.x, self.cfg.fid))
-        if self.scorer is not None:  # the problem's ground truth (sbrun.metrics.truth)
+        if self.scorer is not None and (final or self.cfg.oracle == "every"):
+            # the problem's ground truth (sbrun.metrics.truth)
             metrics.update(self.scorer.score(self.method, nets, self, res.x))
         metrics["eval_seconds"] = time.perf_counter() - t0
         self.last = Evaluation(metrics, self.source, res, self.target, backward, self.source,

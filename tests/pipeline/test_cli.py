@@ -54,6 +54,7 @@ def test_npz_point_clouds_any_dim(cli, tmp_path):
         (["resume=true"], "no checkpoint"),
         (["trainer.lr=1e30"], "non-finite loss"),
         (["eval.method_metrics=sometimes"], "eval.method_metrics=sometimes"),
+        (["eval.oracle=sometimes"], "eval.oracle=sometimes; valid: every, final"),
         # issue 13: a knob that would change nothing is refused, old sigmas point to sde.sigma
         (["method=multimarginal", "sde.sigma=2"], "method=multimarginal has no reference"),
         (["sde=vp"], "method=flow-matching has no reference"),
@@ -82,6 +83,22 @@ def test_method_metrics_at_the_final_evaluation_only(cli):
         evals = [r for r in rows if "w2" in r]
         assert [r["step"] for r in evals] == [10, 20]
         assert ["path_energy" in r for r in evals] == expected
+
+
+def test_oracle_at_the_final_evaluation_only(cli):
+    """``eval.oracle=final``: the ground truth's scores (here the Gaussian bridge's
+    cB-W2-UVP of DSBM's conditionals) only at the last evaluation, W2 at every one;
+    ``every`` (the default) scores each."""
+    args = [*SMOKE, "data=gaussian2gaussian", "data.dim=2", "method=dsbm", "method.imf_iters=2",
+            "trainer.steps=5", "sde.sigma=1"]
+    for when, expected in (("final", [False, True]), ("every", [True, True])):
+        proc, run_dir = cli(*args, f"eval.oracle={when}")
+        assert proc.returncode == 0, proc.stderr[-1500:]
+        rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        evals = [r for r in rows if "w2" in r]
+        assert len(evals) == 2
+        assert ["cbw2_uvp" in r for r in evals] == expected
+        assert "cbw2_uvp" in json.loads((run_dir / "metrics.json").read_text())
 
 
 def test_npz_errors(cli, tmp_path):
