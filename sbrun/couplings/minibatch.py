@@ -8,6 +8,7 @@ entropic plan of the reference ``dX = sigma dW`` (``eps = sigma^2``) and draws p
 
 from __future__ import annotations
 
+import warnings
 from functools import partial
 
 import numpy as np
@@ -18,6 +19,7 @@ from torch import Tensor
 
 from sbrun.couplings.base import half_sq_dists, sample_pairs
 from sbrun.couplings.pot import solve_coupling
+from sbrun.couplings.scaling import sinkhorn_scaling, suited
 from sbrun.errors import ConfigError, check_choice
 
 COUPLINGS = ("independent", "exact_ot", "entropic_ot", "paired")
@@ -52,8 +54,9 @@ def minibatch_pair(x0: Tensor, x1: Tensor, method: str = "exact", sigma: float |
     ``exact`` with ``n == m`` (uniform weights) solves the assignment problem
     (:func:`assignment`; an optimal plan is a permutation) and returns
     ``(x0, x1[perm])``. Otherwise the plan is solved with :func:`solve_coupling` and
-    ``n`` pairs ``(i, j) ~ P`` are drawn with replacement: ``(x0[i], x1[j])``.
-    ``independent`` returns the batch unchanged.
+    ``n`` pairs ``(i, j) ~ P`` are drawn with replacement: ``(x0[i], x1[j])``
+    (``sinkhorn_log`` on float32 CPU batches: :func:`scaling_plan`). ``independent``
+    returns the batch unchanged.
 
     Args:
         x0: ``(n, *D)``; x1: ``(m, *D)``; sigma: entropic ``sigma`` (``eps = sigma^2``).
@@ -66,11 +69,34 @@ def minibatch_pair(x0: Tensor, x1: Tensor, method: str = "exact", sigma: float |
     if method == "exact" and x0.shape[0] == x1.shape[0]:
         perm = assignment(half_sq_dists(x0, x1, torch.float64).cpu().numpy())
         return x0, x1[torch.as_tensor(perm, device=x1.device)]
-    options = MINIBATCH_SINKHORN if method == "sinkhorn_log" else None
-    res = solve_coupling(x0, x1, method=method, sigma=sigma, tol=tol, max_iter=max_iter,
-                         warn=warn, options=options)
-    i, j = sample_pairs(res.plan, x0.shape[0], generator)
+    plan = scaling_plan(x0, x1, sigma, tol, max_iter, warn) if method == "sinkhorn_log" else None
+    if plan is None:
+        options = MINIBATCH_SINKHORN if method == "sinkhorn_log" else None
+        plan = solve_coupling(x0, x1, method=method, sigma=sigma, tol=tol, max_iter=max_iter,
+                              warn=warn, options=options).plan
+    i, j = sample_pairs(plan, x0.shape[0], generator)
     return x0[i.to(x0.device)], x1[j.to(x1.device)]
+
+
+def scaling_plan(x0: Tensor, x1: Tensor, sigma: float | None, tol: float, max_iter: int,
+                 warn: bool) -> Tensor | None:
+    """The entropic plan (uniform weights) by the float32 scaling-domain solver
+    (:func:`sbrun.couplings.scaling.sinkhorn_scaling`): one conversion each way, no
+    float64 copy. ``None`` unless both batches are float32 on the CPU and the problem
+    suits float32 (:func:`sbrun.couplings.scaling.suited`)."""
+    if not (sigma is not None and sigma > 0 and x0.dtype == x1.dtype == torch.float32
+            and x0.device.type == x1.device.type == "cpu"):
+        return None
+    C, eps = half_sq_dists(x0, x1, torch.float32).numpy(), float(sigma) ** 2
+    if not suited(float(C.max()), eps, tol):
+        return None
+    n, m = C.shape
+    plan, _, n_iter, err = sinkhorn_scaling(C, np.full(n, 1.0 / n), np.full(m, 1.0 / m), eps,
+                                            tol=tol, max_iter=max_iter)
+    if warn and not err <= tol:
+        warnings.warn(f"coupling 'sinkhorn_log' did not converge: marginal error {err:.3g} "
+                      f"(tol {tol:.3g}) after {n_iter} iterations", RuntimeWarning, stacklevel=3)
+    return torch.from_numpy(plan)
 
 
 def couple(batch, coupling: str, sigma: float | None, paired_data: bool) -> tuple[Tensor, Tensor]:

@@ -24,6 +24,7 @@ import ot
 import torch
 from torch import Tensor
 
+from sbrun.couplings import scaling
 from sbrun.couplings.base import (
     CouplingResult,
     half_sq_dists,
@@ -61,14 +62,17 @@ def solve_coupling(x0: Tensor, x1: Tensor, *, method: str = "exact",
 
     Returns:
         :class:`CouplingResult`; plan and potentials in ``x0``'s floating dtype (float64
-        otherwise) on ``x0.device``. Computations run in float64.
+        otherwise) on ``x0.device``. Computations run in float64, except ``sinkhorn_log``
+        on float32 CPU clouds with positive weights, ``tol >= 1e-5`` and a well
+        conditioned ``eps`` (:func:`_cost`), solved in float32 by
+        :func:`sbrun.couplings.scaling.sinkhorn_scaling`.
     """
     if method not in METHODS:
         raise ConfigError(f"unknown coupling method '{method}'; valid: {', '.join(METHODS)}")
     if options and method != "sinkhorn_log":
         raise ConfigError(f"solver options {sorted(options)} apply to sinkhorn_log only, not '{method}'")
-    C = half_sq_dists(x0, x1)
-    wa, wb = weights(a, C.shape[0], "a", C), weights(b, C.shape[1], "b", C)
+    wa, wb = weights(a, x0.shape[0], "a", x0), weights(b, x1.shape[0], "b", x0)
+    C, fast = _cost(x0, x1, method, sigma, wa, wb, tol, options)
     iters = DEFAULT_MAX_ITER.get(method, 0) if max_iter is None else int(max_iter)
     if method == "independent":
         plan, pots, n_iter, ok = wa[:, None] * wb[None, :], None, 0, True
@@ -78,7 +82,7 @@ def solve_coupling(x0: Tensor, x1: Tensor, *, method: str = "exact",
         if sigma is None:
             raise ConfigError(f"coupling method '{method}' needs sigma > 0")
         eps = check_positive("sigma", float(sigma)) ** 2
-        solver = _sinkhorn_pot if method == "sinkhorn" else sinkhorn_log
+        solver = _sinkhorn_scaling if fast else _sinkhorn_pot if method == "sinkhorn" else sinkhorn_log
         plan, pots, n_iter = solver(C, wa, wb, eps, tol=tol, max_iter=iters, **(options or {}))
         ok = True
     err = marginal_error(plan, wa, wb)
@@ -92,6 +96,30 @@ def solve_coupling(x0: Tensor, x1: Tensor, *, method: str = "exact",
     if pots is not None:
         pots = (pots[0].to(dtype), pots[1].to(dtype))
     return CouplingResult(plan.to(dtype), cost, pots, converged, n_iter, err)
+
+
+def _cost(x0: Tensor, x1: Tensor, method: str, sigma: float | None, a: Tensor, b: Tensor,
+          tol: float, options: dict | None) -> tuple[Tensor, bool]:
+    """The cost, float32 where :func:`sbrun.couplings.scaling.sinkhorn_scaling` serves the
+    problem (then ``True``), else float64."""
+    opts = options or {}
+    if (method == "sinkhorn_log" and sigma is not None and float(sigma) > 0
+            and x0.dtype == x1.dtype == torch.float32 and x0.device.type == x1.device.type == "cpu"
+            and set(opts) <= {*scaling.OPTIONS, "dtype"} and opts.get("dtype", torch.float32) == torch.float32
+            and bool((a > 0).all()) and bool((b > 0).all())):
+        C = half_sq_dists(x0, x1, torch.float32)
+        if scaling.suited(float(C.max()), float(sigma) ** 2, tol):
+            return C, True
+    return half_sq_dists(x0, x1), False
+
+
+def _sinkhorn_scaling(C: Tensor, a: Tensor, b: Tensor, eps: float, tol: float, max_iter: int,
+                      **options):
+    """:func:`sbrun.couplings.scaling.sinkhorn_scaling` on tensors (float32 CPU ``C``)."""
+    options.pop("dtype", None)
+    plan, (f, g), n_iter, _ = scaling.sinkhorn_scaling(C.numpy(), a.numpy(), b.numpy(), eps, tol=tol,
+                                                       max_iter=max_iter, **options)
+    return torch.from_numpy(plan), (torch.from_numpy(f), torch.from_numpy(g)), n_iter
 
 
 def _exact(C: Tensor, a: Tensor, b: Tensor, max_iter: int):
