@@ -40,6 +40,7 @@ from sbrun.solvers import Solver, SolveResult, get_solver, time_grid
 NET = {"forward": "F", "backward": "B"}
 COUPLINGS = ("independent", "reference")
 SAMPLERS = ("sde", "ode")
+PREDICTS = ("drift", "endpoint")
 
 
 class DSBM(Method):
@@ -53,6 +54,10 @@ class DSBM(Method):
         cache_refresh: loss calls between refills of the cache.
         t_min: times are drawn uniformly in ``[t_min, 1 - t_min]``.
         sampler: ``sde`` | ``ode`` (module docstring).
+        predict: ``drift`` (the net is the drift, loss above) | ``endpoint`` (the net
+            predicts the bridge's end ``x1`` (forward) or ``x0`` (backward), unweighted
+            squared error; the drift is the bridge's drift towards the prediction,
+            ``(x1_hat - x) / (1 - t)``: the same minimiser, a target of bounded variance).
     """
 
     name = "dsbm"
@@ -63,8 +68,9 @@ class DSBM(Method):
 
     def __init__(self, imf_iters: int = 10, first_coupling: str = "independent",
                  num_steps: int = 50, cache_size: int = 10000, cache_refresh: int = 1000,
-                 t_min: float = 1e-3, sampler: str = "sde"):
-        check_options(first_coupling=(first_coupling, COUPLINGS), sampler=(sampler, SAMPLERS))
+                 t_min: float = 1e-3, sampler: str = "sde", predict: str = "drift"):
+        check_options(first_coupling=(first_coupling, COUPLINGS), sampler=(sampler, SAMPLERS),
+                      predict=(predict, PREDICTS))
         for key, value in (("imf_iters", imf_iters), ("num_steps", num_steps),
                            ("cache_size", cache_size), ("cache_refresh", cache_refresh)):
             if value < 1:
@@ -74,6 +80,7 @@ class DSBM(Method):
         self.imf_iters, self.first_coupling = int(imf_iters), first_coupling
         self.num_steps, self.cache_size = int(num_steps), int(cache_size)
         self.cache_refresh, self.t_min, self.sampler = int(cache_refresh), float(t_min), sampler
+        self.predict = predict
         self.cache: tuple[Tensor, Tensor] | None = None
         self._train: str | None = None
         self._iter: int | None = None
@@ -161,18 +168,27 @@ class DSBM(Method):
         self._calls += 1
         t = self.t_min + (1 - 2 * self.t_min) * batch.rand(x0.shape[0])
         x_t = self.sde.bridge(t, x0, x1).sample(generator=batch.generator)
-        target = self.bridge_target(t, x_t, x0, x1, self._train)
-        weight = (1 - t) if self._train == "forward" else t
+        if self.predict == "endpoint":
+            target, weight = (x1 if self._train == "forward" else x0), torch.ones_like(t)
+        else:
+            target = self.bridge_target(t, x_t, x0, x1, self._train)
+            weight = (1 - t) if self._train == "forward" else t
         err = (nets[NET[self._train]](x_t, t) - target).reshape(x0.shape[0], -1).pow(2).sum(1)
         loss = (weight * err).mean()
         return LossOutput(loss, {"loss": loss.detach()})
 
     # -- sampling --------------------------------------------------------------------------
+    def _net_drift(self, net: nn.Module, x: Tensor, t, direction: str) -> Tensor:
+        """The drift of ``net`` (``direction``'s) at bridge time ``t``: the output itself or,
+        with ``predict=endpoint``, the bridge's drift towards the predicted end."""
+        out = net(x, t)
+        return out if self.predict == "drift" else self.bridge_target(t, x, out, out, direction)
+
     def _sde_drift(self, net: nn.Module, direction: str):
         """Drift in the solver's time ``s``: ``F(x, s)`` forward, ``B(x, 1 - s)`` backward."""
         if direction == "forward":
-            return lambda s, x: net(x, s)
-        return lambda s, x: net(x, 1 - s)
+            return lambda s, x: self._net_drift(net, x, s, "forward")
+        return lambda s, x: self._net_drift(net, x, 1 - s, "backward")
 
     def drift(self, nets: nn.ModuleDict, direction: str = "forward"):
         if self.sampler == "sde":
@@ -181,7 +197,8 @@ class DSBM(Method):
 
         def ode(s, x):  # probability flow (F - B) / 2 at t = s (forward) or 1 - s (backward)
             t = s if direction == "forward" else 1 - s
-            return sign * 0.5 * (nets["F"](x, t) - nets["B"](x, t))
+            return sign * 0.5 * (self._net_drift(nets["F"], x, t, "forward")
+                                 - self._net_drift(nets["B"], x, t, "backward"))
 
         return ode
 

@@ -92,6 +92,38 @@ class ZeroNet(nn.Module):
         return torch.zeros_like(x) + 0 * self.p
 
 
+class ConstNet(nn.Module):
+    """Predicts the point ``c`` everywhere (an end point under ``predict=endpoint``)."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.c = nn.Parameter(torch.as_tensor(c, dtype=torch.float32))
+
+    def forward(self, x, t):
+        return self.c.expand_as(x)
+
+
+def test_endpoint_prediction_drives_towards_the_predicted_end():
+    """``predict=endpoint``: the sampled drift is the bridge's drift towards the net's
+    output, ``(c - x) / (1 - s)`` in the solver's time ``s`` both ways (the ODE's is their
+    half-difference); the loss regresses the pair's end itself, unweighted."""
+    m = make(predict="endpoint")
+    c, x = torch.tensor([1.0, -2.0]), torch.tensor([[0.5, 0.5], [3.0, -1.0]])
+    nets = nn.ModuleDict({"F": ConstNet(c), "B": ConstNet(-c)})
+    s = torch.full((2,), 0.25)
+    torch.testing.assert_close(m._sde_drift(nets["F"], "forward")(s, x), (c - x) / 0.75)
+    torch.testing.assert_close(m._sde_drift(nets["B"], "backward")(s, x), (-c - x) / 0.75)
+    m.sampler = "ode"  # t = 0.25: F's drift (c - x) / 0.75, B's (-c - x) / 0.25
+    torch.testing.assert_close(m.drift(nets)(s, x), 0.5 * ((c - x) / 0.75 - (-c - x) / 0.25))
+    g = torch.Generator().manual_seed(0)
+    m.begin_phase(m.phases(5)[0], nets, {"generator": g})
+    x0, x1 = torch.randn(512, 2, generator=g), torch.randn(512, 2, generator=g)
+    out = m.loss(nets, Batch(x0, x1, g), m.phases(5)[0])
+    assert float(out.loss.detach()) == pytest.approx(float((x1 - c).pow(2).sum(1).mean()), rel=1e-5)
+    with pytest.raises(ConfigError, match="method.predict"):
+        DSBM(predict="score")
+
+
 def test_bad_options_are_refused():
     from sbrun.sde.vp import VP
 
