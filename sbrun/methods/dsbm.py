@@ -75,6 +75,9 @@ class DSBM(Method):
                            ("cache_size", cache_size), ("cache_refresh", cache_refresh)):
             if value < 1:
                 raise ConfigError(f"method.{key} must be >= 1, got {value}")
+        if predict == "endpoint" and sampler == "ode":  # (F - B)/2 divides by t and 1 - t
+            raise ConfigError("method.predict=endpoint needs method.sampler=sde: the probability-"
+                              "flow drift of endpoint nets is singular at t = 0 and t = 1")
         if not 0 <= t_min < 0.5:
             raise ConfigError(f"method.t_min must be in [0, 0.5), got {t_min}")
         self.imf_iters, self.first_coupling = int(imf_iters), first_coupling

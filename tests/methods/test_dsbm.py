@@ -146,3 +146,10 @@ def test_cli_run_reports_oracle_and_both_directions(cli):
     assert metrics["imf_iter"] == 2.0
     bad, _ = cli("method=dsbm", "solver=euler", "debug=smoke", env=env)
     assert bad.returncode != 0 and "stochastic solver" in bad.stderr
+
+
+def test_endpoint_prediction_refuses_the_probability_flow_sampler():
+    """(F - B) / 2 of endpoint nets divides by t and 1 - t: refused before training."""
+    with pytest.raises(ConfigError, match="predict=endpoint needs method.sampler=sde"):
+        DSBM(predict="endpoint", sampler="ode")
+    assert DSBM(predict="endpoint", sampler="sde").predict == "endpoint"
