@@ -127,7 +127,8 @@ def publish(entries: list[dict], out: Path, dest: Path, full: bool = True) -> li
         for line in old.read_text().splitlines():
             name = line.partition("[")[2].partition("]")[0] if line.startswith("| [") else ""
             if name and name not in names:
-                rows.append(line)
+                cells = line.strip().strip("|").split(" | ")
+                rows.append(line if len(cells) >= 4 else f"{line.rstrip()} not recorded (earlier session) |")
     rows[2:] = sorted(rows[2:])
     old.write_text("\n".join([*head, *rows, ""]))
     return done

@@ -40,9 +40,13 @@ def test_timing_is_recorded_and_read_back(tmp_path):
 def test_checks_md_accumulates_across_only_runs(tmp_path):
     gi = _index()
     dest = tmp_path / "gallery"
+    dest.mkdir()
+    old = ["| preset | status | checks |", "|---|---|---|", "| [d_old](#d_old) | PASS | x |"]
+    (dest / "checks.md").write_text("\n".join(old))
     gi.publish([_entry("b_preset", 1.2), _entry("c_preset", 3.0)], tmp_path, dest)
     gi.publish([_entry("a_preset", 1.1), _entry("c_preset", 1.4)], tmp_path, dest)
     rows = [x for x in (dest / "checks.md").read_text().splitlines() if x.startswith("| [")]
-    assert [r.split("]")[0][3:] for r in rows] == ["a_preset", "b_preset", "c_preset"]
+    assert [r.split("]")[0][3:] for r in rows] == ["a_preset", "b_preset", "c_preset", "d_old"]
+    assert rows[3].endswith("| not recorded (earlier session) |")  # an old 3-column row, padded
     assert "PASS" in rows[2] and "1.4" in rows[2]  # the newer c_preset row replaced the failing one
     assert gi.status(_entry("x", 3.0)) == "FAIL" and gi.passed(_entry("x", 1.0))
