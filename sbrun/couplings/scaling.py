@@ -24,8 +24,9 @@ small ``eps``:
   good potentials) when the error grows; the error is that of the plan with a plain
   column update (exact columns), the plan returned.
 
-Potentials and ``log u``, ``log v`` are float64 vectors; the kernel is formed in
-float32 from them at every rebuild, so rounding does not accumulate.
+Potentials are float64 vectors and the kernel is formed from them at every rebuild, so
+rounding does not accumulate; between rebuilds the iteration, a fixed point of ``K``,
+corrects the rounding of its float32 scalings.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ import numpy as np
 FLOOR = 40.0  # kernel exponents >= -FLOOR (float32: products with b v stay normal)
 ABSORB = 20.0  # absorb the scalings once |log u| or |log v| exceeds this
 FINAL_MARGIN = 16.0  # a converged plan's floor mass <= exp(-FINAL_MARGIN)
-CHECK = 10  # error checks every CHECK iterations (and each of the first CHECK)
+RAMP = 5  # the relaxation grows from 1 to omega over the first RAMP iterations of a kernel
+CHECK = 10  # error checks every CHECK iterations (and each of the first CHECK: intermediate stages)
 # where float32 serves: kernel exponents carry an error ~ 4 * 2^-24 * max C / eps (<= 5e-3
 # above MIN_RATIO), and the marginal error goes down to ~1e-6 (MIN_TOL leaves a margin)
 MIN_RATIO = 5e-5
@@ -50,101 +52,106 @@ def suited(top: float, eps: float, tol: float) -> bool:
     return tol >= MIN_TOL and eps >= MIN_RATIO * top
 
 
-def _kernel(C: np.ndarray, f: np.ndarray, g: np.ndarray, e: float) -> np.ndarray:
-    """``exp(max((f_i + g_j - C_ij) / e, -FLOOR))`` in float32."""
-    Z = np.subtract(f.astype(np.float32)[:, None], C)
-    Z += g.astype(np.float32)[None, :]
-    Z *= np.float32(1.0 / e)
-    np.maximum(Z, np.float32(-FLOOR), out=Z)
-    return np.exp(Z, out=Z)
-
-
-def c_transform(C: np.ndarray, f: np.ndarray) -> np.ndarray:
-    """``g_j = min_i (C_ij - f_i)`` (float64): the kernel of ``(f, g)`` has column maxima 1."""
-    return (C - f.astype(np.float32)[:, None]).min(0).astype(np.float64)
-
-
 class _Scalings:
-    """Scalings ``u = exp(lu)``, ``v = exp(lv)`` of the kernel of ``(f, g)`` at ``e``."""
+    """Scalings ``u``, ``v`` (float32) of the kernel of ``(f, g)`` at ``e``, the kernel
+    formed in place in ``K`` (a float32 buffer shaped like ``C``)."""
 
-    def __init__(self, C: np.ndarray, f: np.ndarray, g: np.ndarray, e: float):
-        self.C, self.e = C, e
-        self.reset(f, g)
+    def __init__(self, C: np.ndarray, K: np.ndarray, f: np.ndarray, e: float):
+        self.C, self.K, self.e = C, K, e
+        self.floor = np.full(C.shape[1], -FLOOR, np.float32)
+        Z = np.subtract(f.astype(np.float32)[:, None], C, out=K)
+        top = Z.max(0)  # g = its c-transform min_i (C_ij - f_i): column maxima 1
+        Z -= top[None, :]
+        self._exp(f, -top.astype(np.float64))
 
     def reset(self, f: np.ndarray, g: np.ndarray) -> None:
         """Kernel of ``(f, g)`` (absorbed potentials included), ``u = v = 1``."""
+        Z = np.subtract(f.astype(np.float32)[:, None], self.C, out=self.K)
+        Z += g.astype(np.float32)[None, :]
+        self._exp(f, g)
+
+    def _exp(self, f: np.ndarray, g: np.ndarray) -> None:
+        """``K = exp(max(Z / e, -FLOOR))`` from ``Z = f_i + g_j - C_ij`` in ``K``."""
+        K = self.K
+        K *= np.float32(1.0 / self.e)
+        np.maximum(K, self.floor[None, :], out=K)  # (a row: faster than a scalar here)
+        np.exp(K, out=K)
         self.f, self.g = f, g
-        self.K = _kernel(self.C, f, g, self.e)
-        self.lu, self.lv = np.zeros(len(f)), np.zeros(len(g))
         self.u, self.v = np.ones(len(f), np.float32), np.ones(len(g), np.float32)
 
     def potentials(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.f + self.e * self.lu, self.g + self.e * self.lv
+        return (self.f + self.e * np.log(self.u, dtype=np.float64),
+                self.g + self.e * np.log(self.v, dtype=np.float64))
 
     def absorb(self) -> None:
         self.reset(*self.potentials())
 
-    def big(self) -> float:
-        """``max(|log u|, |log v|)``."""
-        return float(max(np.abs(self.lu).max(), np.abs(self.lv).max()))
-
-    def step(self, s: np.ndarray, a: np.ndarray, w: float) -> np.ndarray:
-        """Relaxed update of ``u`` from ``s = K (b v)``; returns ``t = K^T (a u)``."""
-        self.lu *= 1.0 - w
-        self.lu -= w * np.log(s, dtype=np.float64)
-        np.exp(self.lu, out=self.u, casting="unsafe")
-        return self.K.T @ (a * self.u)
-
-    def set_v(self, lv: np.ndarray) -> None:
-        self.lv = lv
-        np.exp(lv, out=self.v, casting="unsafe")
+    def big(self) -> bool:
+        """Whether ``|log u|`` or ``|log v|`` exceeds ``ABSORB`` (or is NaN)."""
+        lo, hi = math.exp(-ABSORB), math.exp(ABSORB)
+        return not (lo <= self.u.min() and self.u.max() <= hi
+                    and lo <= self.v.min() and self.v.max() <= hi)
 
 
-def _check(st: _Scalings, a: np.ndarray, b: np.ndarray, lt: np.ndarray) -> float:
-    """Row error of the plan with the plain column update ``v = 1 / t`` (``lt = log t``),
-    whose columns are exact: one more matrix-vector product."""
-    return float(np.abs(st.u * (st.K @ (b * np.exp(-lt, dtype=np.float32))) - 1) @ a)
+def _relax(x: np.ndarray, y: np.ndarray, w: float) -> None:
+    """``x <- x^(1 - w) y^(-w) = x (x y)^(-w)`` in place (``w = 1``: ``x = 1 / y``)."""
+    if w == 1.0:
+        np.reciprocal(y, out=x)
+    else:
+        z = x * y
+        x *= np.power(z, np.float32(-w), out=z)
+
+
+def _check(st: _Scalings, a: np.ndarray, b: np.ndarray, t: np.ndarray) -> tuple[float, bool]:
+    """Row error of the plan with the plain column update ``v = 1 / t`` (its columns are
+    exact), and whether its floor mass, at most ``exp(-FLOOR) (a . u) (b . v)``, is below
+    ``exp(-FINAL_MARGIN)``."""
+    bv = b / t
+    err = float(np.abs(st.u * (st.K @ bv) - 1) @ a)
+    return err, float(a @ st.u) * float(bv.sum()) <= math.exp(FLOOR - FINAL_MARGIN)
 
 
 def _iterate(st: _Scalings, a: np.ndarray, b: np.ndarray, budget: int, tol: float,
-             omega: float, check: int = CHECK) -> tuple[int, float]:
+             omega: float, check: int = CHECK, early: bool = False) -> tuple[int, float]:
     """Sinkhorn on ``st`` until the marginal error is below ``tol`` (at most ``budget``
-    iterations, the first a plain one).
+    iterations): ``u <- u^(1-w) / (K b v)^w``, then ``v`` alike, ``w`` from 1 (plain
+    Sinkhorn) to ``omega`` over the first ``RAMP`` iterations.
 
-    At checks (each of the first ``check`` iterations, every ``check``-th and the last)
-    the error of the plan with a plain column update (:func:`_check`) is measured; that
-    update is kept when the error is below ``tol`` (and the floor's mass below
-    ``exp(-FINAL_MARGIN)``, else the scalings are absorbed first) or at the last iteration.
-    Returns ``(iterations, error of the last check)``.
+    At checks (every ``check``-th iteration, the last, and with ``early`` each of the
+    first ``check``) the error of the plan with a plain column update (:func:`_check`)
+    is measured; that update is kept when the error is below ``tol`` (and the floor's
+    mass small, else the scalings are absorbed first) or at the last iteration. The
+    scalings' size is checked at each of the first ``check`` iterations (they move most
+    after a new kernel) and at checks. Returns ``(iterations, error of the last check)``.
     """
-    if budget <= 0:
-        lt = np.log(st.K.T @ (a * st.u), dtype=np.float64)
-        st.set_v(-lt)
-        return 0, _check(st, a, b, lt)
     saved, err, k = (*st.potentials(), math.inf), math.inf, 0
+    t = st.K.T @ (a * st.u)
     s = st.K @ (b * st.v)
     while k < budget:
-        w = omega if k else 1.0
-        lt = np.log(st.step(s, a, w), dtype=np.float64)
+        w = 1.0 + (omega - 1.0) * min(1.0, k / RAMP)
+        _relax(st.u, s, w)
+        t = st.K.T @ (a * st.u)
         k += 1
-        lv = st.lv * (1.0 - w) - w * lt
-        if k < check or k % check == 0 or k == budget:
-            err = _check(st, a, b, lt)
-            floor_ok = st.lu.max() - lt.min() <= FLOOR - FINAL_MARGIN
+        if k % check == 0 or k == budget or (early and k < check):
+            err, floor_ok = _check(st, a, b, t)
             if (err < tol and floor_ok) or k == budget:
-                st.set_v(-lt)
                 break
-            st.set_v(lv)
+            _relax(st.v, t, w)
             if k % check == 0 and not err <= 2.0 * saved[2]:  # diverging (or NaN)
                 omega = 1.0 + 0.5 * (omega - 1.0)
                 st.reset(saved[0], saved[1])
-            elif st.big() > ABSORB or err < tol:
+            elif st.big() or err < tol:
                 st.absorb()
             elif k % check == 0:
                 saved = (*st.potentials(), err)
         else:
-            st.set_v(lv)
+            _relax(st.v, t, w)
+            if k < check and st.big():
+                st.absorb()
         s = st.K @ (b * st.v)
+    if k == 0:
+        err = _check(st, a, b, t)[0]
+    np.reciprocal(t, out=st.v)  # the plain column update of the last check
     return k, err
 
 
@@ -175,21 +182,20 @@ def sinkhorn_scaling(C: np.ndarray, a: np.ndarray, b: np.ndarray, eps: float,
 
 def _solve(C, a, b, eps, tol, max_iter, scaling, start_ratio, inner, stage_tol, relax, check):
     a32, b32 = np.asarray(a, np.float32), np.asarray(b, np.float32)
-    top = float(C.max()) if C.size else 0.0
+    top, K = (float(C.max()) if C.size else 0.0), np.empty_like(C)
     f, e, it = np.zeros(C.shape[0]), max(eps, start_ratio * top), 0
     while True:
         final = e <= eps
         omega = min(max(2.0 / (1.0 + relax * math.sqrt(e / top)), 1.0), 1.98) if top > 0 else 1.0
         left = max(max_iter - it, 0)
         budget, stol = (left, 0.9 * tol) if final else (min(inner, left), max(tol, stage_tol))
-        st = _Scalings(C, f, c_transform(C, f), e)
-        k, err = _iterate(st, a32, b32, budget, stol, omega, check)
+        st = _Scalings(C, K, f, e)
+        k, err = _iterate(st, a32, b32, budget, stol, omega, check, early=not final)
         it += k
         if final:
             break
         f = st.potentials()[0]
         e = max(e * scaling, eps)
-    K = st.K
     K *= (a32 * st.u)[:, None]
     K *= (b32 * st.v)[None, :]
     return K, st.potentials(), it, err

@@ -154,3 +154,16 @@ def test_minibatch_pair_solves_float32_batches_directly(monkeypatch):
     again = minibatch_pair(x, y, method="sinkhorn_log", sigma=0.1,
                            generator=torch.Generator().manual_seed(0))
     assert torch.equal(x0, again[0]) and torch.equal(x1, again[1])
+
+
+def test_draw_pairs_follow_the_plan():
+    from sbrun.couplings.minibatch import draw_pairs
+
+    plan = torch.tensor([[0.1, 0.0, 0.2, 0.1], [0.0, 0.3, 0.0, 0.05], [0.15, 0.0, 0.0, 0.1]])
+    i, j = draw_pairs(plan, 200_000, torch.Generator().manual_seed(0))
+    freq = torch.zeros(3, 4).index_put_((i, j), torch.ones(len(i)), accumulate=True) / len(i)
+    torch.testing.assert_close(freq, plan, atol=4e-3, rtol=0)
+    assert float(freq[plan == 0].sum()) == 0.0
+    first = draw_pairs(plan, 50, torch.Generator().manual_seed(5))
+    again = draw_pairs(plan, 50, torch.Generator().manual_seed(5))
+    assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
