@@ -18,7 +18,7 @@ from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from sbrun.couplings.base import half_sq_dists, sample_pairs
-from sbrun.couplings.pot import solve_coupling
+from sbrun.couplings.pot import float32_cpu, solve_coupling
 from sbrun.couplings.scaling import sinkhorn_scaling, suited
 from sbrun.errors import ConfigError, check_choice
 
@@ -87,8 +87,7 @@ def scaling_plan(x0: Tensor, x1: Tensor, sigma: float | None, tol: float, max_it
     (:func:`sbrun.couplings.scaling.sinkhorn_scaling`): one conversion each way, no
     float64 copy. ``None`` unless both batches are float32 on the CPU and the problem
     suits float32 (:func:`sbrun.couplings.scaling.suited`)."""
-    if not (sigma is not None and sigma > 0 and x0.dtype == x1.dtype == torch.float32
-            and x0.device.type == x1.device.type == "cpu"):
+    if not float32_cpu(x0, x1, sigma):
         return None
     C, eps = half_sq_dists(x0, x1, torch.float32).numpy(), float(sigma) ** 2
     if not suited(float(C.max()), eps, tol):

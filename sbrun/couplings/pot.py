@@ -98,13 +98,19 @@ def solve_coupling(x0: Tensor, x1: Tensor, *, method: str = "exact",
     return CouplingResult(plan.to(dtype), cost, pots, converged, n_iter, err)
 
 
+def float32_cpu(x0: Tensor, x1: Tensor, sigma: float | None) -> bool:
+    """Whether an entropic problem (``sigma > 0``) has float32 CPU clouds, the case the
+    float32 scaling-domain solver may serve (it also needs :func:`scaling.suited`)."""
+    return (sigma is not None and float(sigma) > 0 and x0.dtype == x1.dtype == torch.float32
+            and x0.device.type == x1.device.type == "cpu")
+
+
 def _cost(x0: Tensor, x1: Tensor, method: str, sigma: float | None, a: Tensor, b: Tensor,
           tol: float, options: dict | None) -> tuple[Tensor, bool]:
     """The cost, float32 where :func:`sbrun.couplings.scaling.sinkhorn_scaling` serves the
     problem (then ``True``), else float64."""
     opts = options or {}
-    if (method == "sinkhorn_log" and sigma is not None and float(sigma) > 0
-            and x0.dtype == x1.dtype == torch.float32 and x0.device.type == x1.device.type == "cpu"
+    if (method == "sinkhorn_log" and float32_cpu(x0, x1, sigma)
             and set(opts) <= {*scaling.OPTIONS, "dtype"} and opts.get("dtype", torch.float32) == torch.float32
             and bool((a > 0).all()) and bool((b > 0).all())):
         C = half_sq_dists(x0, x1, torch.float32)
