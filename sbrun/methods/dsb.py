@@ -278,17 +278,21 @@ class DSB(Method):
         return {"ipf_iter": float(self._ipf_iter)}
 
     def figures(self, nets, evaluation) -> dict:
-        """2D: data next to the points generated after IPF iteration 1 and after the last
-        (seed 003, "after 1 and 20 DSB steps"), when this process saw IPF 1 (not after a
-        resume past it)."""
+        """Data next to the samples generated after IPF iteration 1 and after the last
+        (seed 003: "after 1 and 20 DSB steps" in 2D, "DSB 1" / "DSB 8" on MNIST), when this
+        process saw IPF 1 (not after a resume past it)."""
         first = self._first_samples
-        if first is None or first.shape[1:] != (2,) or self._ipf_iter in (None, 1):
+        if first is None or self._ipf_iter in (None, 1) or (first.dim() != 4 and first.shape[1:] != (2,)):
             return {}
-        from sbrun.plots.scatter import side_by_side
-
         n = self._ipf_iter
         panels = {"data (held-out target)": evaluation.target, "after IPF iteration 1 (= SGM)": first,
                   f"after IPF iteration {n}": evaluation.result.x}
         title = (f"DSB on {self.problem.name}, horizon {self.horizon:g}, N = {self.num_steps}: "
                  f"generated at t = 1 after 1 and {n} IPF iterations")
+        if first.dim() == 4:
+            from sbrun.plots.images import image_panels
+
+            return {"ipf_first_last": image_panels(panels, title=title)}
+        from sbrun.plots.scatter import side_by_side
+
         return {"ipf_first_last": side_by_side(panels, title)}

@@ -58,3 +58,17 @@ def image_rows(rows: dict, n: int = 8, title: str = "") -> Figure:
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def image_panels(panels: dict, n: int = 36, ncol: int = 6, title: str = "") -> Figure:
+    """One labelled grid per entry of ``panels: {label: (m, C, H, W) in [-1, 1]}`` side by
+    side (the first ``n`` images of each, ``ncol`` per row), e.g. the samples after IPF
+    iteration 1 next to those after the last (seed 003, "DSB 1" / "DSB 8")."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.6), squeeze=False)
+    for ax, (label, x) in zip(axes[0], panels.items()):
+        _show(ax, tile(x[:n], ncol))
+        ax.set_title(label, fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
