@@ -281,7 +281,8 @@ class EOT(Method):
     def metrics(self, nets, x0, result, target) -> dict[str, float]:
         """The static plan: ``plan_spread`` = ``(H(P) - log n) / log n`` (0: a permutation,
         the sigma -> 0 plan; 1: the independent coupling), ``ot_cost`` = ``<P, |x-y|^2/2>``;
-        ``sinkhorn_rate_<k>`` for ``convergence_sigmas``."""
+        ``sinkhorn_rate_<k>`` for ``convergence_sigmas``, ``barycenter_midpoint_gap`` with three
+        2D marginals (:func:`~sbrun.methods.eot_figures.barycenter_metrics`)."""
         self.solve()
         p = self.solution.plan.double()
         n = p.shape[0]
@@ -291,4 +292,9 @@ class EOT(Method):
             from sbrun.methods.eot_figures import convergence_figure
 
             out.update(convergence_figure(self, draw=False)[1])
+        marginals = self.problem.extra.get("marginals") or []
+        if len(marginals) >= 3 and marginals[0].shape == (2,):  # the barycenter figure's shapes
+            from sbrun.methods.eot_figures import barycenter_metrics
+
+            out.update(barycenter_metrics(self, marginals[:3]))
         return out

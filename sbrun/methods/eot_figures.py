@@ -47,3 +47,25 @@ def barycenter_figure(eot, marginals, n: int = 4, points: int = 300):
             for w in simplex_grid(3, n)}
     names = [getattr(m, "name", f"shape {k}") for k, m in enumerate(marginals)]
     return barycenter_triangle(bary, n, title="W2 barycenters of " + ", ".join(names))
+
+
+def barycenter_metrics(eot, marginals, points: int = 300) -> dict[str, float]:
+    """How closely the free-support barycenter at weights (1/2, 1/2) of each pair of the
+    three shapes is McCann's midpoint: on the W2 geodesic, ``W2(A, B) = W2(B, C) =
+    W2(A, C) / 2``. ``barycenter_midpoint_gap`` is the largest
+    ``(|W2(A, B) - W2(A, C)/2| + |W2(B, C) - W2(A, C)/2|) / W2(A, C)`` over the pairs
+    (0 for the exact midpoint; 1 if the barycenter sat at an end)."""
+    from sbrun.couplings.barycenter import free_support_barycenter
+    from sbrun.metrics.distances import w2
+
+    g = torch.Generator().manual_seed(eot.plan_seed)
+    clouds = [m.sample(points, g) for m in marginals]
+    gaps = []
+    for i, j in ((0, 1), (1, 2), (0, 2)):
+        weights = [0.0, 0.0, 0.0]
+        weights[i] = weights[j] = 0.5
+        mid = free_support_barycenter(clouds, weights, n_support=points)
+        d = w2(clouds[i], clouds[j], max_points=None)
+        gaps.append((abs(w2(clouds[i], mid, max_points=None) - d / 2)
+                     + abs(w2(mid, clouds[j], max_points=None) - d / 2)) / d)
+    return {"barycenter_midpoint_gap": max(gaps)}

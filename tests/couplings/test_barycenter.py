@@ -28,3 +28,31 @@ def test_simplex_grid_and_bad_weights():
     x = torch.zeros(5, 2)
     with pytest.raises(ConfigError, match="summing to 1"):
         free_support_barycenter([x, x], np.array([0.7, 0.7]))
+
+
+class _Shifted:
+    """A 2D marginal: a standard normal scaled and shifted (``sample(n, generator)``)."""
+    shape = (2,)
+
+    def __init__(self, scale, shift):
+        self.scale, self.shift = scale, torch.tensor(shift)
+
+    def sample(self, n, generator=None):
+        return torch.randn(n, 2, generator=generator) * self.scale + self.shift
+
+
+def test_barycenter_metric_is_small_at_the_midpoint_and_one_at_an_end(monkeypatch):
+    from types import SimpleNamespace
+
+    import sbrun.couplings.barycenter as bary_mod
+    from sbrun.methods.eot_figures import barycenter_metrics
+
+    shapes = [_Shifted(1.0, [0.0, 0.0]), _Shifted(0.5, [3.0, 1.0]), _Shifted(0.7, [-2.0, 2.5])]
+    eot = SimpleNamespace(plan_seed=0)
+    gap = barycenter_metrics(eot, shapes, points=150)["barycenter_midpoint_gap"]
+    assert 0 <= gap < 0.05
+    # a "barycenter" that stays at the first shape is half a geodesic off on each side
+    monkeypatch.setattr(bary_mod, "free_support_barycenter",
+                        lambda clouds, w, n_support: clouds[w.index(0.5)])
+    gap = barycenter_metrics(eot, shapes, points=150)["barycenter_midpoint_gap"]
+    assert gap == pytest.approx(1.0, abs=1e-6)

@@ -26,6 +26,8 @@ SMOKE_EXTRA = {
     "guidance_mnist_cpu": TINY_IMAGES,
     "dsb_mnist": [*TINY_IMAGES, "method.ipf_iters=1", "trainer.steps=5", "trainer.batch_size=16",
                   "method.cache_size=32", "method.cache_refresh=5", "device=cpu"],
+    "mm_mnist_classes_cpu": ["model.hidden=8", "data.max_train=256", "data.max_test=128",
+                             "eval.n_samples=64", "eval.w2_points=64"],
     "dsb_mnist_cpu": [*TINY_IMAGES, "method.ipf_iters=1", "trainer.steps=5", "trainer.batch_size=16",
                       "method.cache_size=32", "method.cache_refresh=5"],
     "dsb_emnist2mnist": [*TINY_IMAGES, "method.ipf_iters=1", "trainer.steps=5", "trainer.batch_size=16",
