@@ -167,7 +167,8 @@ class EvalHook:
         metrics = self.evaluator(nets, step, phase, final=final)
         self.logger.log_metrics({"phase": phase.name, **metrics}, step)
         if self.cfg.eval.figures and self.cfg.eval.figures_each_eval:
-            figs = make_figures(self.evaluator.last, [], f"{self.title} — {phase.name}")
+            figs = make_figures(self.evaluator.last, [],  # the plan's total, then how far it got
+                                f"{self.title} — {phase.name}, after {t.step} steps")
             save_figures({f"eval_{step:06d}_{k}": f for k, f in figs.items()},
                          self.run_dir / "figures", self.logger, step)
         return metrics
