@@ -100,7 +100,7 @@ def panel_figure(rows: list[dict], sweep_dir: Path, figure: str):
     fig, axes = plt.subplots(nrow, ncol, figsize=(4.5 * ncol, 4.2 * nrow), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    titles = dict(zip((r["job"] for r in rows), varying(rows)))
+    titles = dict(zip((r["job"] for r in rows), varying(rows, sep="\n")))  # one override a line
     for ax, (r, p) in zip(axes.flat, items):
         ax.imshow(mpimg.imread(p))
         ax.set_title(titles[r["job"]], fontsize=10)
@@ -108,10 +108,11 @@ def panel_figure(rows: list[dict], sweep_dir: Path, figure: str):
     return fig
 
 
-def varying(rows: list[dict]) -> list[str]:
-    """For each row, only the overrides that differ between jobs (for compact titles)."""
+def varying(rows: list[dict], sep: str = " ") -> list[str]:
+    """For each row, only the overrides that differ between jobs (for compact titles),
+    joined by ``sep``."""
     common = set.intersection(*(set(r["_overrides"]) for r in rows)) if rows else set()
-    return [" ".join(o for o in r["_overrides"] if o not in common) or "(base)" for r in rows]
+    return [sep.join(o for o in r["_overrides"] if o not in common) or "(base)" for r in rows]
 
 
 def print_table(rows: list[dict], title: str) -> None:

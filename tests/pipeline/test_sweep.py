@@ -47,3 +47,15 @@ def test_joblib_launcher_composes():
     proc = _cfg_hydra("hydra/launcher=local_parallel")
     assert proc.returncode == 0, proc.stderr
     assert "JoblibLauncher" in proc.stdout and "n_jobs: 2" in proc.stdout
+
+
+def test_panel_titles_keep_only_what_differs_one_override_a_line():
+    from sbrun.sweep import varying
+
+    rows = [{"_overrides": ["+experiment=x", "data=a", "method.coupling=independent"]},
+            {"_overrides": ["+experiment=x", "data=a", "method.coupling=exact_ot"]},
+            {"_overrides": ["+experiment=x", "data=b", "method.coupling=exact_ot"]}]
+    assert varying(rows) == ["data=a method.coupling=independent", "data=a method.coupling=exact_ot",
+                             "data=b method.coupling=exact_ot"]
+    assert varying(rows, sep="\n")[0] == "data=a\nmethod.coupling=independent"
+    assert varying(rows[:1]) == ["(base)"]
