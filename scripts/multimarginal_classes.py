@@ -37,6 +37,7 @@ def classifier_path(run, given: str | None) -> str:
 def vertex_accuracy(run, classifier, n: int, seed: int = 0) -> dict[str, float]:
     """``class_acc_<digit>`` of the same Gaussian draws moved to every digit's vertex."""
     from sbrun.methods.simplex import LinePath, vertex
+    from sbrun.metrics.classes import class_accuracy
     from sbrun.solvers import time_grid
 
     mm, nets = run.components.method, run.components.nets
@@ -46,14 +47,11 @@ def vertex_accuracy(run, classifier, n: int, seed: int = 0) -> dict[str, float]:
     start = mm.gaussian_index
     x = mm.marginals[start].heldout(n, seed)
     grid = time_grid(int(run.config.solver.steps))  # RK4 on the run's number of steps
-    out = {}
-    for k, digit in enumerate(mm.problem.extra["classes"]):
-        moved = mm.transport_along(nets, x, LinePath(vertex(mm.k, start), vertex(mm.k, k)),
-                                  grid=grid).x
-        pred = classifier.logits(moved.cpu()).argmax(1)
-        out[f"class_acc_{digit}"] = float((pred == int(digit)).float().mean())
-    out["class_acc"] = sum(out.values()) / len(out)
-    out["min_class_acc"] = min(v for k, v in out.items() if k != "class_acc")
+    digits = [int(d) for d in mm.problem.extra["classes"]]
+    moved = torch.cat([mm.transport_along(nets, x, LinePath(vertex(mm.k, start), vertex(mm.k, k)),
+                                          grid=grid).x.cpu() for k in range(len(digits))])
+    out = class_accuracy(moved, torch.tensor(digits).repeat_interleave(n), classifier)
+    out["min_class_acc"] = min(out[f"class_acc_{d}"] for d in digits)
     return out
 
 

@@ -243,7 +243,7 @@ class EOT(Method):
     # -- figures ------------------------------------------------------------------------
     def figures(self, nets, evaluation) -> dict:
         """The static plan: as a matrix and as couplings (2D), or as a 1D plan."""
-        from sbrun.methods.eot_figures import barycenter_figure, convergence_figure
+        from sbrun.methods.eot_figures import barycenter_figure, barycenter_shapes, convergence_figure
         from sbrun.plots.ot import coupling_lines, plan_1d, plan_matrix
 
         self.solve()
@@ -261,9 +261,8 @@ class EOT(Method):
             figs["couplings"] = coupling_lines(x0[:k], x1[:k], sub, title=tag)
         if self.convergence_sigmas:
             figs["sinkhorn_convergence"] = convergence_figure(self)[0]
-        marginals = self.problem.extra.get("marginals") or []
-        if len(marginals) >= 3 and marginals[0].shape == (2,):
-            figs["barycenters"] = barycenter_figure(self, marginals[:3])
+        if shapes := barycenter_shapes(self.problem):
+            figs["barycenters"] = barycenter_figure(self, shapes)
         return figs
 
     def _sigma_label(self) -> str:
@@ -292,9 +291,8 @@ class EOT(Method):
             from sbrun.methods.eot_figures import convergence_figure
 
             out.update(convergence_figure(self, draw=False)[1])
-        marginals = self.problem.extra.get("marginals") or []
-        if len(marginals) >= 3 and marginals[0].shape == (2,):  # the barycenter figure's shapes
-            from sbrun.methods.eot_figures import barycenter_metrics
+        from sbrun.methods.eot_figures import barycenter_metrics, barycenter_shapes
 
-            out.update(barycenter_metrics(self, marginals[:3]))
+        if shapes := barycenter_shapes(self.problem):
+            out.update(barycenter_metrics(self, shapes))
         return out

@@ -8,6 +8,13 @@ from __future__ import annotations
 import torch
 
 
+def barycenter_shapes(problem) -> list:
+    """The three 2D shapes of the barycenter figure and metric (the problem's first three
+    marginals), or ``[]`` when the problem has no such shapes."""
+    marginals = problem.extra.get("marginals") or []
+    return list(marginals[:3]) if len(marginals) >= 3 and marginals[0].shape == (2,) else []
+
+
 def convergence_figure(eot, draw: bool = True):
     """Sinkhorn's marginal error per IPF iteration for each of ``convergence_sigmas``
     (seed 003: geometric convergence); ``(figure or None, {sinkhorn_rate_<k>: rho})``."""
