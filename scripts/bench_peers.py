@@ -62,7 +62,8 @@ def sbrun_cfg(task: str, coupling: str, steps: int, seed: int, prefetch: int):
                     f"trainer.steps={steps}", f"seed={seed}", "trainer.threads=1", "logger=none",
                     "trainer.progress=false", "trainer.checkpoint_every=0",
                     f"trainer.prefetch={int(prefetch)}"]
-                   + (["method.blur=0"] if coupling == "entropic_ot" else []))  # bridge paths: sde.sigma
+                   # bridge paths of sde.sigma, one draw per pair (torchcfm's SB-CFM)
+                   + (["method.blur=0", "method.antithetic=false"] if coupling == "entropic_ot" else []))
 
 
 def eval_points(data, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

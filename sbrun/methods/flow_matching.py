@@ -75,6 +75,8 @@ class FlowMatching(Method):
         energy_steps: Euler steps of the path-energy metric (0: no energy metrics).
         energy_points: source points the path-energy metric moves (images: at most 64 of
             them, ``energy_steps`` network calls each).
+        antithetic: bridge paths only: each pair's bridge draw ``z`` and its mirror ``-z``
+            (lower-variance losses, twice the network evaluations per step); ``None``: yes.
     """
 
     name = "flow-matching"
@@ -85,8 +87,8 @@ class FlowMatching(Method):
                  path_noise: str = "auto", blur: float = 0.0, sampler: str = "auto",
                  reflow: int = 0, reflow_pairs: int = 10_000, reflow_steps: int = 100,
                  energy_steps: int = 100, energy_points: int = 2000,
-                 sigma: float | None = None, coupling_sigma: float | None = None,
-                 sigma_schedule: str | None = None):
+                 antithetic: bool | None = None, sigma: float | None = None,
+                 coupling_sigma: float | None = None, sigma_schedule: str | None = None):
         refuse_removed(sigma=sigma, coupling_sigma=coupling_sigma, sigma_schedule=sigma_schedule)
         if path not in FM_PATHS:
             raise ConfigError(f"unknown method.path '{path}' for flow matching; valid: "
@@ -109,6 +111,10 @@ class FlowMatching(Method):
                               "theirs from the reference (sde.sigma): drop method.blur or set "
                               "method.path_noise=constant")
         self.bridge = path_noise == "bridge"
+        if antithetic is not None and not self.bridge:
+            raise ConfigError("method.antithetic pairs the bridge draws of [SF]2M; constant paths "
+                              "have none: drop it (or use method.path_noise=bridge)")
+        self.antithetic = self.bridge and antithetic is not False
         self.second_head = "s" if self.bridge else None  # bridge paths learn the score too
         if sampler == "sde" and not self.bridge:
             raise ConfigError("method.sampler=sde samples the Schrödinger bridge and needs bridge "
@@ -226,16 +232,18 @@ class FlowMatching(Method):
             v = nets["net"](xt, t)
             loss = (v - u).pow(2).reshape(v.shape[0], -1).sum(1).mean()
             return LossOutput(loss, {"loss": loss.detach()})
-        # [SF]2M (Tong et al. 2024): antithetic bridge draws x_t = mu_t +- lambda_t z,
-        # u_t = x1 - x0 +- lambda_t' z, and the lambda_t^2-weighted score regression
-        # |lambda_t s(x_t) + z|^2 (the conditional score is -z / lambda_t)
+        # [SF]2M (Tong et al. 2024): bridge draws x_t = mu_t + lambda_t z (antithetic: also
+        # mu_t - lambda_t z, twice the network evaluations), u_t = x1 - x0 + lambda_t' z, and
+        # the lambda_t^2-weighted score regression |lambda_t s(x_t) + z|^2 (the conditional
+        # score is -z / lambda_t)
         z = batch.randn_like(x0)
         c = self.interpolant.coefficients(t, x0)
         mean = c.alpha_t * x0 + c.beta_t * x1
         d_mean = c.d_alpha_t * x0 + c.d_beta_t * x1
-        d_lam = c.gamma_d_gamma_t / c.gamma_t.clamp_min(1e-4 * self.reference_sigma)
-        mean, d_mean, d_lam, lam, t = (torch.cat([a, a]) for a in (mean, d_mean, d_lam, c.gamma_t, t))
-        z = torch.cat([z, -z])
+        d_lam, lam = c.gamma_d_gamma_t / c.gamma_t.clamp_min(1e-4 * self.reference_sigma), c.gamma_t
+        if self.antithetic:
+            mean, d_mean, d_lam, lam, t = (torch.cat([a, a]) for a in (mean, d_mean, d_lam, lam, t))
+            z = torch.cat([z, -z])
         v, s = self.fields(nets, mean + lam * z, t)
         loss_v = (v - d_mean - d_lam * z).pow(2).reshape(v.shape[0], -1).sum(1).mean()
         loss_s = (lam * s + z).pow(2).reshape(s.shape[0], -1).sum(1).mean()

@@ -165,8 +165,10 @@ class Trainer:
         pair_fn = self.method.pair_fn(phase)
         if pair_fn is not None:
             depth = int(self.cfg.prefetch)  # false: one batch ahead, solved on demand
+            # CPU: worker processes (an entropic solver's Python lines wait for the GIL on threads)
             self.prefetcher = PairPrefetcher(self.data, pair_fn, self.cfg.batch_size, self.generator,
-                                             background=depth > 0, depth=max(depth, 1))
+                                             background=depth > 0, depth=max(depth, 1),
+                                             processes=self.device.type == "cpu")
             if self._prefetch_state is not None:
                 self.prefetcher.load_state_dict(self._prefetch_state)
         self._prefetch_state = None

@@ -72,15 +72,34 @@ def spy_loss(fm: FlowMatching, seed: int, n: int = 100_000):
     return seen, out.loss
 
 
-def test_bridge_path_has_brownian_bridge_marginals_of_the_reference():
-    """[SF]2M / SB-CFM path: x_t ~ N((1-t) x0 + t x1, sigma^2 t(1-t)), sigma = sde.sigma."""
-    sigma = 0.7
-    fm = FlowMatching(path_noise="bridge")
+@pytest.mark.parametrize("antithetic", [None, False])
+def test_bridge_path_has_brownian_bridge_marginals_of_the_reference(antithetic):
+    """[SF]2M / SB-CFM path: x_t ~ N((1-t) x0 + t x1, sigma^2 t(1-t)), sigma = sde.sigma;
+    with antithetic draws (the default) each pair is seen at mu_t +- lambda_t z (2n rows),
+    without them once (n rows, torchcfm's SB-CFM)."""
+    sigma, n = 0.7, 100_000
+    fm = FlowMatching(path_noise="bridge", antithetic=antithetic)
     fm.bind(Problem("g", StandardGaussian((1,))), Brownian(sigma))
-    seen, _ = spy_loss(fm, seed=3)
+    seen, _ = spy_loss(fm, seed=3, n=n)
     t, x = seen["t"].double(), seen["x"][:, 0]
     resid = (x - t) / (sigma * (t * (1 - t)).sqrt())
     assert abs(resid.mean().item()) < 0.02 and abs(resid.std().item() - 1) < 0.02
+    if antithetic is None:
+        assert x.shape[0] == 2 * n
+        torch.testing.assert_close(resid[:n], -resid[n:])  # the mirrored draws
+        torch.testing.assert_close(t[:n], t[n:])
+    else:
+        assert x.shape[0] == n
+
+
+def test_antithetic_is_refused_on_constant_paths():
+    """A knob that changes nothing is an error: constant paths have no bridge draws."""
+    with pytest.raises(ConfigError, match="antithetic"):
+        FlowMatching(antithetic=True)
+    with pytest.raises(ConfigError, match="antithetic"):
+        FlowMatching(coupling="exact_ot", antithetic=False)
+    assert FlowMatching(coupling="entropic_ot").antithetic
+    assert not FlowMatching(coupling="entropic_ot", antithetic=False).antithetic
 
 
 def test_bad_options():
