@@ -4,8 +4,10 @@ Needs the optional extra ``pip install .[peers]`` (torchcfm, imported, never cop
 
 Tong et al.'s 2D protocol on the three tasks N(0,I)->moons, N(0,I)->8gaussians and
 moons->8gaussians in torchcfm's data scaling (``data=torchcfm_*``): 3x64 SELU MLP with
-t concatenated, AdamW lr 1e-3 weight decay 1e-5, batch 512, sigma 0.1, no EMA, no
-clipping, ``--steps`` steps (10 000 by default). Both libraries train on the same draws'
+t concatenated, AdamW lr 1e-3 weight decay 1e-5, batch 512, sigma 0.1, no clipping,
+``--steps`` steps (10 000 by default). torchcfm's 2D runner samples with its last weights;
+sbrun samples with its trainer's exponential average of them (``--ema``, decay 0.999, its
+default; ``--ema 0`` runs sbrun without one, as torchcfm does). Both libraries train on the same draws'
 distribution (sbrun's ``torchcfm_*`` samplers, which reproduce torchcfm's
 ``sample_moons`` / ``sample_8gaussians``; each side with its own generator seeded by the
 seed) and are evaluated on the same points: 1000 held-out source draws moved by 100 Euler
@@ -17,8 +19,10 @@ OT-CFM (``ExactOptimalTransportConditionalFlowMatcher``) -> ``exact_ot``; SB-CFM
 (``SchrodingerBridgeConditionalFlowMatcher(ot_method=--sb-ot)``, sinkhorn by default: the
 entropic plan) -> ``entropic_ot``. Runs are interleaved (seed, task, then the six
 trainings alternating torchcfm / sbrun), each with one torch thread; sbrun's trainer
-solves the next batch's plan on its worker thread while a step trains
-(``trainer.prefetch``; ``--no-prefetch`` turns it off). Seconds per step = training wall
+solves the next batches' plans on ``--prefetch`` worker processes (2 by default: the
+second core) while a step trains (``trainer.prefetch``; ``--no-prefetch`` turns it off).
+sbrun's entropic_ot draws one bridge point per pair, as SB-CFM does
+(``method.antithetic=false``). Seconds per step = training wall
 time / steps (evaluation excluded). On a shared machine whole runs see different loads;
 ``--timing`` instead advances the six trainings of a task in shuffled round-robin blocks of
 ``--block`` steps and reports the median block (same load for all six). Every finished run
@@ -54,14 +58,14 @@ TASKS = {"N->moons": "torchcfm_gaussian2moons", "N->8gaussians": "torchcfm_gauss
 PAIRS = (("I-CFM", "independent"), ("OT-CFM", "exact_ot"), ("SB-CFM", "entropic_ot"))
 SIGMA, BATCH, LR, WD, EVAL_N, EULER = 0.1, 512, 1e-3, 1e-5, 1000, 100
 FIELDS = ["task", "lib", "coupling", "seed", "steps", "w2", "floor", "ratio", "s_per_step",
-          "train_s", "prefetch", "load"]
+          "train_s", "prefetch", "load", "ema"]
 
 
-def sbrun_cfg(task: str, coupling: str, steps: int, seed: int, prefetch: int):
+def sbrun_cfg(task: str, coupling: str, steps: int, seed: int, prefetch: int, ema: float = 0.0):
     return compose(["+experiment=cfm_protocol_2d", f"data={TASKS[task]}", f"method.coupling={coupling}",
                     f"trainer.steps={steps}", f"seed={seed}", "trainer.threads=1", "logger=none",
                     "trainer.progress=false", "trainer.checkpoint_every=0",
-                    f"trainer.prefetch={int(prefetch)}"]
+                    f"trainer.prefetch={int(prefetch)}", f"trainer.ema={ema}"]
                    # bridge paths of sde.sigma, one draw per pair (torchcfm's SB-CFM)
                    + (["method.blur=0", "method.antithetic=false"] if coupling == "entropic_ot" else []))
 
@@ -75,11 +79,12 @@ def eval_points(data, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
 class SbrunRun:
     """One sbrun training (``cfm_protocol_2d``), stepped by :meth:`steps` or :meth:`fit`."""
 
-    def __init__(self, task: str, coupling: str, steps: int, seed: int, prefetch: int, run_dir: Path):
+    def __init__(self, task: str, coupling: str, steps: int, seed: int, prefetch: int, ema: float,
+                 run_dir: Path):
         from sbrun.pipeline.build import build
         from sbrun.pipeline.trainer import Trainer
 
-        cfg = sbrun_cfg(task, coupling, steps, seed, prefetch)
+        cfg = sbrun_cfg(task, coupling, steps, seed, prefetch, ema)
         self.c = c = build(cfg)
         self.trainer = Trainer(cfg.trainer, c.method, c.nets, c.data, run_dir, c.device, cfg.seed)
         self.data = c.data
@@ -143,12 +148,13 @@ class TorchcfmRun:
 
 def make_run(lib: str, task: str, peer: str, coupling: str, args, seed: int, run_dir: Path, data):
     if lib.startswith("sbrun"):  # sbrun-inline: the same without the worker thread
-        return SbrunRun(task, coupling, args.steps, seed, depth(args) if lib == "sbrun" else 0, run_dir)
+        return SbrunRun(task, coupling, args.steps, seed, depth(args) if lib == "sbrun" else 0,
+                        args.ema, run_dir)
     return TorchcfmRun(peer, seed, data, args.sb_ot)
 
 
 def depth(args) -> int:
-    """sbrun's ``trainer.prefetch``: batches in flight on as many worker threads."""
+    """sbrun's ``trainer.prefetch``: batches in flight on as many workers."""
     return 0 if args.no_prefetch else args.prefetch
 
 
@@ -180,8 +186,9 @@ def run(args) -> None:
                 times = (timing_task if args.timing else full_task)(runs, args, seed)
                 for (lib, peer, coupling), (r, train_s) in times.items():
                     dist, floor = evaluate(r, data, seed)
+                    sb = lib.startswith("sbrun")
                     _write(out, fh, task, lib, peer, coupling, seed, args.steps, dist, floor, train_s,
-                           depth(args) if lib == "sbrun" else 0)
+                           depth(args) if lib == "sbrun" else 0, args.ema if sb else 0.0)
 
 
 def libs(args, coupling: str) -> tuple[str, ...]:
@@ -220,10 +227,10 @@ def timing_task(makers: dict, args, seed: int) -> dict:
     return {key: (r, statistics.median(blocks[key]) * args.steps) for key, r in runs.items()}
 
 
-def _write(out, fh, task, lib, peer, coupling, seed, steps, dist, floor, train_s, prefetch) -> None:
+def _write(out, fh, task, lib, peer, coupling, seed, steps, dist, floor, train_s, prefetch, ema) -> None:
     row = {"task": task, "lib": lib, "coupling": coupling, "seed": seed, "steps": steps, "w2": dist,
            "floor": floor, "ratio": dist / floor, "s_per_step": train_s / steps, "train_s": train_s,
-           "prefetch": prefetch, "load": load()}
+           "prefetch": prefetch, "load": load(), "ema": ema}
     out.writerow(row)
     fh.flush()
     print(f"{task} {lib} {coupling if lib == 'sbrun' else peer} seed={seed}: W2 {dist:.3f} "
@@ -297,8 +304,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sb-ot", default="sinkhorn", choices=["sinkhorn", "exact"],
                    help="torchcfm SB-CFM's plan (its default is exact; sinkhorn is the entropic plan)")
     p.add_argument("--no-prefetch", action="store_true", help="sbrun: trainer.prefetch=false")
-    p.add_argument("--prefetch", type=int, default=1,
-                   help="sbrun: trainer.prefetch, batches in flight on as many worker threads")
+    p.add_argument("--ema", type=float, default=0.999,
+                   help="sbrun: trainer.ema, the decay of the weights it samples with (its trainer's "
+                        "default; torchcfm's 2D runner keeps no average: 0 runs sbrun likewise)")
+    p.add_argument("--prefetch", type=int, default=2,
+                   help="sbrun: trainer.prefetch, batches in flight on as many worker processes")
     p.add_argument("--inline", action="store_true",
                    help="also sbrun's coupled trainings without the worker (sbrun-inline rows)")
     p.add_argument("--csv", type=Path, default=Path("bench_peers.csv"))

@@ -100,6 +100,42 @@ def test_deeper_prefetch_solves_the_same_plans_on_workers_as_on_demand():
     assert not torch.equal(runs[0][0], runs[0][1])
 
 
+class NormalData:
+    def batch(self, n, generator):
+        return torch.randn(n, 2, generator=generator), torch.randn(n, 2, generator=generator)
+
+
+def shuffle_pairs(x0, x1, generator):  # module level: picklable, so a process can run it
+    return x0, x1[torch.randperm(x1.shape[0], generator=generator)]
+
+
+def test_worker_processes_send_back_the_pairs_solved_on_demand():
+    """``processes=True`` forks workers (the default on CPU); each batch's pairs come back
+    bit for bit as the main thread would solve them. A pair_fn that cannot be pickled
+    (a closure) keeps threads, with the same pairs."""
+    from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+
+    def closure(x0, x1, generator):
+        return shuffle_pairs(x0, x1, generator)
+
+    runs = {}
+    for name, fn, kw in (("inline", shuffle_pairs, {"background": False}),
+                         ("processes", shuffle_pairs, {"processes": True}),
+                         ("closure", closure, {"processes": True})):
+        pf = PairPrefetcher(NormalData(), fn, 16, torch.Generator().manual_seed(0), depth=2, **kw)
+        try:
+            if name == "processes":
+                assert pf.processes and isinstance(pf.pool, ProcessPoolExecutor)
+            if name == "closure":
+                assert not pf.processes and isinstance(pf.pool, ThreadPoolExecutor)
+            runs[name] = [torch.cat(pf.next()) for _ in range(5)]
+        finally:
+            pf.close()
+    for name in ("processes", "closure"):
+        assert all(torch.equal(a, b) for a, b in zip(runs["inline"], runs[name], strict=True))
+    assert not torch.equal(runs["inline"][0], runs["inline"][1])
+
+
 def test_a_checkpoint_of_one_pending_batch_still_loads():
     """Checkpoints written before depths existed hold one ``[x0, x1, seed]``."""
     pf = PairPrefetcher(None, lambda x0, x1, generator: (x0, x1), 4, torch.Generator(), False)
