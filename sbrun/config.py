@@ -49,8 +49,8 @@ class TrainerConfig:
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 adds a GradScaler)
     compile: bool = False  # torch.compile the training forward pass
     channels_last: bool = False  # memory format for image networks on GPU
-    # coupling plans solved ahead on worker threads: N batches in flight on N threads
-    # (true = 1); false solves each plan when its step needs it (the same run as true)
+    # coupling plans solved ahead: N batches in flight on N workers (processes on CPU,
+    # threads on a GPU; true = 1); false solves each plan when its step needs it (same run)
     prefetch: Union[bool, int] = True  # noqa: UP007 (OmegaConf reads typing.Union only)
 
 

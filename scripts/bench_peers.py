@@ -288,6 +288,10 @@ def table(path: Path) -> str:
             parts.append("without the worker (trainer.prefetch=false): " + ", ".join(inline))
         if parts:
             lines.append(f"- {task}: " + "; ".join(parts))
+    emas = sorted({r.get("ema") or "0" for r in rows if r["lib"].startswith("sbrun")})
+    if emas:
+        lines.append(f"- sbrun samples with its weights' EMA, decay {' / '.join(emas)} (0: the last "
+                     "weights, as torchcfm)")
     loads = [float(r["load"]) for r in rows]
     if loads:
         lines.append(f"- load average (1 min) at the end of the runs: {min(loads):.1f}–{max(loads):.1f}")

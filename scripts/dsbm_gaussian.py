@@ -39,7 +39,8 @@ sys.path.insert(0, str(REPO))  # this checkout's sbrun, whatever is installed
 
 DIM, A, SIGMA = 50, 0.1, 1.0
 PROBLEM = ["data=gaussian2gaussian", f"data.dim={DIM}", "data.cond=1", f"data.mean0={-A}",
-           f"data.mean1={A}", f"sde.sigma={SIGMA}", "logger=none", "eval.w2_points=2000"]
+           f"data.mean1={A}", f"sde.sigma={SIGMA}", "logger=none", "eval.w2_points=2000",
+           "eval.oracle=final", "trainer.threads=1", "trainer.checkpoint_every=5000"]
 # DSBM: the paper's Gaussian setting where it fits 2 CPU cores: DSBM-IPF (first coupling the
 # reference's), batch 128, lr 1e-4 of Adam in the paper (here the default trainer's schedule),
 # 20 Euler-Maruyama steps for the pairs and for sampling as in its config
