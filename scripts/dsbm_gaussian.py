@@ -70,14 +70,12 @@ def run_method(name: str, overrides: list[str], out: Path, n: int) -> tuple[Path
 
 def score(run: Path) -> dict[str, float]:
     """The bridge's scores of a run's held-out pairs (module docstring)."""
-    from sbrun.data.gaussians import Gaussian
+    from sbrun.data.gaussians import gaussian_pair
     from sbrun.metrics.gaussian import coordinate_plan_kl
 
     with np.load(run / "samples.npz") as z:
         x0, x1 = (torch.from_numpy(z[k]).double() for k in ("x0", "x1"))
-    eye = torch.eye(DIM, dtype=torch.float64)
-    g0 = Gaussian(-A * torch.ones(DIM), eye, dtype=torch.float64)
-    g1 = Gaussian(A * torch.ones(DIM), eye, dtype=torch.float64)
+    g0, g1 = gaussian_pair(DIM, 0, mean0=-A, mean1=A, cond=1)  # what PROBLEM's data config builds
     pooled = torch.stack([x0.reshape(-1), x1.reshape(-1)])
     return {"kl_1e3": 1e3 * coordinate_plan_kl(x0, x1, g0, g1, SIGMA),
             "mean": float(x1.mean()), "var": float(x1.var(0).mean()),
